@@ -1,0 +1,15 @@
+"""Every event payload the platform knows, registered in CATALOGUE on import."""
+
+from sotay_events.catalogue import identity, learning, meetings, org_tree
+from sotay_events.catalogue.base import CATALOGUE, DomainEvent, EventCatalogue, UnknownEvent
+
+__all__ = [
+    "CATALOGUE",
+    "DomainEvent",
+    "EventCatalogue",
+    "UnknownEvent",
+    "identity",
+    "learning",
+    "meetings",
+    "org_tree",
+]

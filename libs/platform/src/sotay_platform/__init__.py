@@ -1,0 +1,1 @@
+"""What every Sổ tay service runs on besides the event contract."""

@@ -1,0 +1,133 @@
+"""One bootstrap for every service: store, broker, outbox relay, projections, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+from redis.asyncio import Redis
+from sotay_events import MongoEventStore, topics
+from sotay_events.consumer import Projection, ProjectionRunner, subscribe_projection
+from sotay_events.kafka import ensure_topics, make_broker
+from sotay_events.outbox import OutboxRelay
+
+from sotay_platform.auth import TokenVerifier
+from sotay_platform.errors import install_error_handlers
+from sotay_platform.health import Check, health_router
+from sotay_platform.settings import AuthSettings, ServiceSettings
+from sotay_platform.telemetry import instrument_app, setup_tracing
+
+
+class ServiceRuntime:
+    """The adapters a service needs, built from settings and started in the app's lifespan."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        auth: AuthSettings | None = None,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            settings.mongo_url, tz_aware=True
+        )
+        self.db = self.mongo[settings.database]
+        self.store = MongoEventStore(self.mongo, settings.database)
+        self.redis = Redis.from_url(settings.redis_url)
+        self.broker = make_broker(
+            settings.kafka_bootstrap,
+            client_id=settings.service_name,
+            idempotent_producer=settings.kafka_idempotent_producer,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+        )
+        self.relay = OutboxRelay(
+            self.store,
+            self.broker,
+            prepare=self.ensure_topics,
+            batch_size=settings.relay_batch_size,
+            idle_interval=settings.relay_idle_interval,
+        )
+        self.verifier = verifier or TokenVerifier(auth or AuthSettings())
+        self.runners: list[ProjectionRunner] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add_projection(
+        self, projection: Projection, source_topics: Sequence[str], *, batch: bool = True
+    ) -> ProjectionRunner:
+        runner = ProjectionRunner(self.mongo, self.settings.database, projection)
+        subscribe_projection(
+            self.broker,
+            runner,
+            source_topics,
+            group_id=f"{self.settings.consumer_group_prefix}.{self.settings.service_name}.{projection.name}",
+            batch=batch,
+        )
+        self.runners.append(runner)
+        return runner
+
+    async def ensure_topics(self) -> None:
+        await ensure_topics(
+            self.settings.kafka_bootstrap, topics.ALL_TOPICS, self.settings.kafka_partitions
+        )
+
+    async def start(self) -> None:
+        await self.store.create_indexes()
+        await self.ensure_topics()
+        await self.broker.start()
+        self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.broker.stop()
+        await self.redis.aclose()
+        await self.mongo.close()
+
+    def health_checks(self) -> dict[str, Check]:
+        async def mongo() -> dict[str, Any]:
+            await self.db.command("ping")
+            return {"ok": True}
+
+        async def outbox() -> dict[str, Any]:
+            backlog = await self.store.count_unpublished()
+            return {
+                "ok": self.relay.last_error is None,
+                "backlog": backlog,
+                "last_error": self.relay.last_error,
+            }
+
+        async def projections() -> dict[str, Any]:
+            return {
+                r.projection.name: {
+                    "applied": r.applied_total,
+                    "lag_seconds": r.last_lag_seconds,
+                    "last_applied_at": r.last_applied_at.isoformat() if r.last_applied_at else None,
+                }
+                for r in self.runners
+            } | {"ok": True}
+
+        return {"mongo": mongo, "outbox": outbox, "projections": projections}
+
+    def install(self, app: FastAPI) -> None:
+        """Error handlers, health endpoints, tracing and the lifespan, on `app`."""
+        app.state.runtime = self
+        app.state.token_verifier = self.verifier
+        install_error_handlers(app)
+        app.include_router(health_router(self.health_checks()))
+        setup_tracing(self.settings.service_name)
+        instrument_app(app)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
