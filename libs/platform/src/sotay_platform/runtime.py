@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -53,6 +53,7 @@ class ServiceRuntime:
         )
         self.verifier = verifier or TokenVerifier(auth or AuthSettings())
         self.runners: list[ProjectionRunner] = []
+        self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     def add_projection(
@@ -76,6 +77,8 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         await self.store.create_indexes()
+        for hook in self.startup_hooks:
+            await hook()
         await self.ensure_topics()
         await self.broker.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))

@@ -1,0 +1,1 @@
+"""org-tree: the party organisation tree and its history."""
