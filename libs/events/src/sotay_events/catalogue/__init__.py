@@ -1,6 +1,6 @@
 """Every event payload the platform knows, registered in CATALOGUE on import."""
 
-from sotay_events.catalogue import identity, learning, meetings, org_tree
+from sotay_events.catalogue import identity, learning, meetings, org_tree, reporting
 from sotay_events.catalogue.base import CATALOGUE, DomainEvent, EventCatalogue, UnknownEvent
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "learning",
     "meetings",
     "org_tree",
+    "reporting",
 ]

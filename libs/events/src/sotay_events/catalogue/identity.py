@@ -1,7 +1,8 @@
 """Facts about members and accounts, published by identity.
 
 Personal data (citizen ID, phone, date of birth) never travels in these
-events: it stays in identity's own store.
+events: it stays in identity's own store. Every member event carries the
+member's branch so that consumers can keep rosters without asking identity.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Literal
 
+from pydantic import Field
+
 from sotay_events import topics
 from sotay_events.catalogue.base import DomainEvent, register
 
@@ -17,7 +20,7 @@ from sotay_events.catalogue.base import DomainEvent, register
 class MemberStatus(StrEnum):
     official = "official"
     probationary = "probationary"
-    exempted = "exempted"
+    exempted = "exempted"  # exempted from party work and meetings
 
 
 class Gender(StrEnum):
@@ -33,7 +36,11 @@ class _MemberEvent(DomainEvent):
 
 @register
 class MemberRegistered(_MemberEvent):
-    """A member's registration was recorded, by themselves or by their secretary."""
+    """A member's registration was recorded, by themselves, their secretary or an import.
+
+    A self-registration awaits approval; one made by a secretary or an import is
+    approved in the same command (MemberRegistrationApproved follows at once).
+    """
 
     event_type = "MemberRegistered"
 
@@ -46,3 +53,113 @@ class MemberRegistered(_MemberEvent):
     official_on: date | None = None
     party_card_no: str | None = None
     registered_by: Literal["self", "secretary", "import"] = "self"
+
+
+@register
+class MemberRegistrationApproved(_MemberEvent):
+    event_type = "MemberRegistrationApproved"
+
+    member_id: str
+    branch_id: str
+    approved_by: str
+
+
+@register
+class MemberRegistrationRejected(_MemberEvent):
+    event_type = "MemberRegistrationRejected"
+
+    member_id: str
+    branch_id: str
+    rejected_by: str
+    reason: str
+
+
+@register
+class AccountActivated(_MemberEvent):
+    """The member's account can sign in (after approval, or when a secretary set a password)."""
+
+    event_type = "AccountActivated"
+
+    member_id: str
+    branch_id: str
+
+
+@register
+class MemberSignedIn(_MemberEvent):
+    """A sign-in: what usage figures count as activity. No device, address or phone."""
+
+    event_type = "MemberSignedIn"
+
+    member_id: str
+    branch_id: str
+
+
+@register
+class MemberProfileUpdated(_MemberEvent):
+    """Public profile fields that changed; personal fields are never listed here."""
+
+    event_type = "MemberProfileUpdated"
+
+    member_id: str
+    branch_id: str
+    full_name: str | None = None
+    gender: Gender | None = None
+    admitted_on: date | None = None
+    official_on: date | None = None
+    party_card_no: str | None = None
+
+
+@register
+class MemberStatusChanged(_MemberEvent):
+    """Probationary made official, or exempted from party work, or back."""
+
+    event_type = "MemberStatusChanged"
+
+    member_id: str
+    branch_id: str
+    status: MemberStatus
+    previous_status: MemberStatus
+    effective_on: date
+
+
+@register
+class MemberTransferred(_MemberEvent):
+    """Chuyển sinh hoạt đảng: the member now belongs to another branch."""
+
+    event_type = "MemberTransferred"
+
+    member_id: str
+    from_branch_id: str
+    to_branch_id: str
+    effective_on: date
+
+
+@register
+class MemberRemoved(_MemberEvent):
+    """The member left the party's rolls (deceased, struck off, expelled, left)."""
+
+    event_type = "MemberRemoved"
+
+    member_id: str
+    branch_id: str
+    reason: Literal["deceased", "struck_off", "expelled", "left", "error"] = "left"
+
+
+@register
+class RoleGranted(_MemberEvent):
+    event_type = "RoleGranted"
+
+    member_id: str
+    role: str
+    unit_id: str = Field(description="root of the subtree the role covers")
+    granted_by: str
+
+
+@register
+class RoleRevoked(_MemberEvent):
+    event_type = "RoleRevoked"
+
+    member_id: str
+    role: str
+    unit_id: str
+    revoked_by: str

@@ -1,9 +1,14 @@
-"""Facts about branch and committee meetings, published by meetings."""
+"""Facts about branch and committee meetings, published by meetings.
+
+A check-in is a fact about one member at one meeting, in a stream of its own
+(aggregate `Attendance`), so that a meeting's size never adds to its cost.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 
@@ -12,14 +17,19 @@ from sotay_events.catalogue.base import DomainEvent, register
 
 
 class MeetingKind(StrEnum):
-    regular = "regular"
-    thematic = "thematic"
-    committee = "committee"
-    extraordinary = "extraordinary"
+    regular = "regular"  # sinh hoạt thường kỳ (monthly)
+    thematic = "thematic"  # sinh hoạt chuyên đề
+    committee = "committee"  # sinh hoạt chi ủy, cấp ủy
+    extraordinary = "extraordinary"  # bất thường
 
 
 class _MeetingEvent(DomainEvent):
     aggregate_type = "Meeting"
+    topic = topics.MEETINGS
+
+
+class _AttendanceEvent(DomainEvent):
+    aggregate_type = "Attendance"
     topic = topics.MEETINGS
 
 
@@ -43,6 +53,28 @@ class MeetingConvened(_MeetingEvent):
 
 
 @register
+class MeetingRescheduled(_MeetingEvent):
+    event_type = "MeetingRescheduled"
+
+    meeting_id: str
+    unit_id: str
+    starts_at: datetime
+    ends_at: datetime
+    location: str | None = None
+    online_url: str | None = None
+    reason: str = ""
+
+
+@register
+class MeetingCancelled(_MeetingEvent):
+    event_type = "MeetingCancelled"
+
+    meeting_id: str
+    unit_id: str
+    reason: str
+
+
+@register
 class AbsenceRequested(_MeetingEvent):
     """A member asked leave from a meeting, with a reason."""
 
@@ -52,3 +84,114 @@ class AbsenceRequested(_MeetingEvent):
     member_id: str
     reason: str
     late: bool = Field(False, description="asked after the meeting started")
+
+
+@register
+class AbsenceApproved(_MeetingEvent):
+    event_type = "AbsenceApproved"
+
+    meeting_id: str
+    member_id: str
+    decided_by: str
+
+
+@register
+class AbsenceDeclined(_MeetingEvent):
+    event_type = "AbsenceDeclined"
+
+    meeting_id: str
+    member_id: str
+    decided_by: str
+    reason: str = ""
+
+
+@register
+class AttendanceRecorded(_AttendanceEvent):
+    """A member was present: checked in themselves with the meeting's code, or recorded by the secretary."""
+
+    event_type = "AttendanceRecorded"
+
+    meeting_id: str
+    unit_id: str
+    member_id: str
+    method: Literal["self", "secretary"]
+
+
+@register
+class PollOpened(_MeetingEvent):
+    event_type = "PollOpened"
+
+    meeting_id: str
+    poll_id: str
+    question: str
+    options: list[str]
+    kind: Literal["opinion", "vote"] = "vote"
+
+
+@register
+class PollClosed(_MeetingEvent):
+    """The poll's tally: votes per option, no member named."""
+
+    event_type = "PollClosed"
+
+    meeting_id: str
+    poll_id: str
+    tally: dict[str, int]
+    voters: int
+
+
+@register
+class MinutesRecorded(_MeetingEvent):
+    event_type = "MinutesRecorded"
+
+    meeting_id: str
+    unit_id: str
+    recorded_by: str
+    conclusions: list[str] = Field(default_factory=list)
+
+
+@register
+class MeetingClosed(_MeetingEvent):
+    """The meeting ended; its attendance is final."""
+
+    event_type = "MeetingClosed"
+
+    meeting_id: str
+    unit_id: str
+    kind: MeetingKind
+    invited: int
+    present: int
+    excused: int
+    absent_without_leave: int
+
+
+@register
+class MeetingGraded(_MeetingEvent):
+    event_type = "MeetingGraded"
+
+    meeting_id: str
+    unit_id: str
+    grade: Literal["excellent", "good", "average", "poor"]
+    graded_by: str
+
+
+@register
+class BranchReportSubmitted(_MeetingEvent):
+    """The branch's report on the meeting, sent to the superior committee."""
+
+    event_type = "BranchReportSubmitted"
+
+    meeting_id: str
+    unit_id: str
+    to_unit_id: str
+    submitted_by: str
+
+
+@register
+class BranchReportAcknowledged(_MeetingEvent):
+    event_type = "BranchReportAcknowledged"
+
+    meeting_id: str
+    unit_id: str
+    by_unit_id: str
+    acknowledged_by: str
