@@ -116,7 +116,10 @@ def parse_level(value: str) -> OrgLevel:
 
 def dependency_order(rows: list[dict[str, str]]) -> list[int]:
     """Row indexes so that a parent created in the same file comes before its children."""
-    index_of = {row.get("code", ""): i for i, row in enumerate(rows) if row.get("code")}
+    index_of: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        if row.get("code"):
+            index_of.setdefault(row["code"], i)  # a code repeated later is the duplicate
     order: list[int] = []
     state: dict[int, int] = {}  # 1 visiting, 2 done
 

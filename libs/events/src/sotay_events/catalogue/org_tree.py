@@ -71,7 +71,7 @@ class UnitCreatedV1(_OrgUnitEvent):
 
     unit_id: str
     name: str
-    level_label: str
+    level_label: str = Field(examples=["Chi bộ trực thuộc"])
     parent_id: str | None = None
 
 
@@ -89,7 +89,10 @@ class UnitCreated(_OrgUnitEvent):
 @upcaster("UnitCreated", 1)
 def _unit_created_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     by_label = {label: level.value for level, label in LEVEL_LABELS.items()}
-    payload["level"] = by_label[payload.pop("level_label")]
+    label = payload.pop("level_label")
+    if label not in by_label:
+        raise ValueError(f"UnitCreated v1 with an unknown level label: {label!r}")
+    payload["level"] = by_label[label]
     return payload
 
 
