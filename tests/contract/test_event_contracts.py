@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -56,7 +57,7 @@ def _history(path: Path) -> list[dict]:
 @pytest.mark.parametrize("name", sorted(REGISTERED))
 def test_a_registered_version_only_changes_compatibly(name: str) -> None:
     history = [*_history(DEFAULT_DIR / name), REGISTERED[name]]
-    for older, newer in zip(history, history[1:], strict=False):
+    for older, newer in itertools.pairwise(history):
         problems = breaking_changes(older, newer)
         assert not problems, (
             f"{name} changed in a way that breaks its consumers: {problems}. "

@@ -161,7 +161,9 @@ def main() -> None:
     for key, value in stack.env.items():
         print(f"export {key}='{value}'")
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        signal.sigwait(stop_signals)
     finally:
         stack.stop()
 

@@ -21,11 +21,11 @@ Caller = Annotated[Principal, Depends(current_principal)]
 
 
 def service(request: Request) -> OrgTreeService:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def tree(request: Request) -> OrgUnits:
-    return request.app.state.tree  # type: ignore[no-any-return]
+    return request.app.state.tree
 
 
 Service = Annotated[OrgTreeService, Depends(service)]

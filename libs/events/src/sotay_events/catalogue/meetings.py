@@ -1,7 +1,8 @@
 """Facts about branch and committee meetings, published by meetings.
 
 A check-in is a fact about one member at one meeting, in a stream of its own
-(aggregate `Attendance`), so that a meeting's size never adds to its cost.
+(aggregate `Attendance`), so that a meeting's size never adds to its cost. A
+vote is the same: one stream per member and poll (aggregate `Vote`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class _MeetingEvent(DomainEvent):
 
 class _AttendanceEvent(DomainEvent):
     aggregate_type = "Attendance"
+    topic = topics.MEETINGS
+
+
+class _VoteEvent(DomainEvent):
+    aggregate_type = "Vote"
     topic = topics.MEETINGS
 
 
@@ -115,6 +121,9 @@ class AttendanceRecorded(_AttendanceEvent):
     unit_id: str
     member_id: str
     method: Literal["self", "secretary"]
+    recorded_by: str | None = Field(
+        None, description="who recorded it: the member or the secretary"
+    )
 
 
 @register
@@ -141,6 +150,18 @@ class PollClosed(_MeetingEvent):
 
 
 @register
+class VoteRecorded(_VoteEvent):
+    """One member present voted on a poll; its stream is `<meeting_id>:<poll_id>:<member_id>`."""
+
+    event_type = "VoteRecorded"
+
+    meeting_id: str
+    poll_id: str
+    member_id: str
+    option: str
+
+
+@register
 class MinutesRecorded(_MeetingEvent):
     event_type = "MinutesRecorded"
 
@@ -148,6 +169,8 @@ class MinutesRecorded(_MeetingEvent):
     unit_id: str
     recorded_by: str
     conclusions: list[str] = Field(default_factory=list)
+    content: str = ""
+    document_ids: list[str] = Field(default_factory=list)
 
 
 @register
@@ -163,6 +186,12 @@ class MeetingClosed(_MeetingEvent):
     present: int
     excused: int
     absent_without_leave: int
+    # The final attendance, member by member, so that a consumer needs no other event
+    # (check-ins travel on other keys and may arrive later).
+    starts_at: datetime | None = None
+    present_ids: list[str] = Field(default_factory=list)
+    excused_ids: list[str] = Field(default_factory=list)
+    absent_without_leave_ids: list[str] = Field(default_factory=list)
 
 
 @register
@@ -185,6 +214,7 @@ class BranchReportSubmitted(_MeetingEvent):
     unit_id: str
     to_unit_id: str
     submitted_by: str
+    summary: str = ""
 
 
 @register

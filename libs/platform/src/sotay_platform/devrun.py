@@ -1,0 +1,151 @@
+"""`make run`: the embedded stack, every service, a demo tree, until Ctrl-C.
+
+Services are found from `services/*/pyproject.toml` ([tool.sotay] app, port).
+A development signing key is made under .stack/keys; every service verifies
+tokens with the matching JWKS, identity (when present) signs with the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sotay_platform.auth import Grant, Role, TokenIssuer
+from sotay_platform.settings import AuthSettings
+from sotay_platform.stack import EmbeddedStack, wait_for_port
+
+ROOT = Path.cwd()
+STATE = ROOT / ".stack"
+
+
+def discover() -> list[tuple[str, str, int]]:
+    found = []
+    for pyproject in sorted(ROOT.glob("services/*/pyproject.toml")):
+        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("sotay")
+        if table:
+            found.append((pyproject.parent.name, table["app"], int(table["port"])))
+    return found
+
+
+def dev_issuer() -> TokenIssuer:
+    keys_dir = STATE / "keys"
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    pem = keys_dir / "dev-1.pem"
+    if not pem.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    private = serialization.load_pem_private_key(pem.read_bytes(), None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    issuer = TokenIssuer({"dev-1": private}, "dev-1", AuthSettings())
+    (STATE / "jwks.json").write_text(json.dumps(issuer.jwks()))
+    return issuer
+
+
+def load_demo(token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url="http://127.0.0.1:8001", headers=headers, timeout=60) as client:
+        client.post("/units", json={"code": "TW", "name": "Trung ương", "level": "central"})
+        demo = ROOT / "deploy" / "demo" / "org-tree.csv"
+        report = client.post(
+            "/units/import", files={"file": (demo.name, demo.read_bytes(), "text/csv")}
+        ).json()
+        print(f"cây tổ chức mẫu: {report['created']} đơn vị mới, {report['unchanged']} đã có")
+
+
+def wait_healthy(port: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"service on port {port} did not come up")
+
+
+def main() -> None:
+    STATE.mkdir(exist_ok=True)
+    stack = EmbeddedStack(STATE, kafka_port=19092, mongo_port=27027, redis_port=16379)
+    services: list[subprocess.Popen[bytes]] = []
+    try:
+        stack.start()
+        issuer = dev_issuer()
+        env = {
+            **os.environ,
+            **stack.env,
+            "SOTAY_AUTH_JWKS": str(STATE / "jwks.json"),
+            "SOTAY_IDENTITY_KEYS_DIR": str(STATE / "keys"),
+        }
+        found = discover()
+        for name, app, port in found:
+            log = open(STATE / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+            services.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "--factory",
+                        app,
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        for name, _, port in found:
+            wait_for_port(port, timeout=60, name=name)
+            wait_healthy(port)
+        token = issuer.issue("demo-admin", [Grant(Role.system_admin, "TW")], ttl_seconds=12 * 3600)
+        load_demo(token)
+        print("\nSổ tay đang chạy (Ctrl-C để dừng):")
+        for name, _, port in found:
+            print(
+                f"  {name:<10} http://127.0.0.1:{port}   tài liệu API: http://127.0.0.1:{port}/docs"
+            )
+        print(
+            f"  Kafka {stack.env['SOTAY_KAFKA_BOOTSTRAP']}  MongoDB {stack.env['SOTAY_MONGO_URL']}"
+            f"  Redis {stack.env['SOTAY_REDIS_URL']}"
+        )
+        print(f"  nhật ký: {STATE}/*.log")
+        print(f"\nMã truy cập quản trị (12 giờ):\n  Authorization: Bearer {token}\n", flush=True)
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        signal.sigwait(stop_signals)
+    finally:
+        print("đang dừng…")
+        for process in services:
+            if process.poll() is None:
+                process.terminate()
+        for process in services:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
