@@ -30,6 +30,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Nothing listens there (a port in TIME_WAIT after a stop counts as free, as for servers)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_for_port(port: int, timeout: float = 30.0, name: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -60,7 +71,9 @@ class EmbeddedStack:
             "SOTAY_KAFKA_IDEMPOTENT_PRODUCER": "false",
         }
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], port: int) -> None:
+        if not port_is_free(port):
+            raise RuntimeError(f"cannot start {name}: 127.0.0.1:{port} is already in use")
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
         self.processes[name] = subprocess.Popen(
@@ -82,6 +95,7 @@ class EmbeddedStack:
                 "--storage-engine",
                 "memory://tansu/",
             ],
+            self.kafka_port,
         )
         wait_for_port(self.kafka_port, name="Tansu")
         # Topics exist before anyone produces: Tansu's memory engine accepts a
@@ -106,6 +120,7 @@ class EmbeddedStack:
                 "--log-level",
                 "WARNING",
             ],
+            self.mongo_port,
         )
         wait_for_port(self.mongo_port, name="SecantusDB")
 
@@ -124,6 +139,7 @@ class EmbeddedStack:
                 "--appendonly",
                 "no",
             ],
+            self.redis_port,
         )
         wait_for_port(self.redis_port, name="redis-server")
 
