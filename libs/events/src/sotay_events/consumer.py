@@ -63,6 +63,7 @@ class ProjectionRunner:
         self.last_applied_at: datetime | None = None
         self.last_lag_seconds: float = 0.0
         self.applied_total = 0
+        self.offset_lag: dict[str, int] = {}  # "topic:partition" -> messages not yet consumed
 
     async def handle(
         self,
@@ -142,6 +143,21 @@ class ProjectionRunner:
         return applied
 
 
+def _observe_offset_lag(runner: ProjectionRunner, records: Sequence[Any], consumer: Any) -> None:
+    """Consumer lag in messages: the partition's high watermark minus what this batch reached."""
+    for record in records:
+        try:
+            from aiokafka import TopicPartition
+
+            high = consumer.highwater(TopicPartition(record.topic, record.partition))
+        except Exception:
+            return
+        if high is not None:
+            runner.offset_lag[f"{record.topic}:{record.partition}"] = max(
+                0, high - record.offset - 1
+            )
+
+
 def parse(raw: bytes) -> EventEnvelope:
     """Raises for anything that can never be applied: bad JSON, bad envelope, unknown version."""
     envelope = EventEnvelope.from_bytes(raw)
@@ -173,7 +189,7 @@ def subscribe_projection(
         log.error("parking message from %s on its dead-letter topic: %s", topic, reason)
         await broker.publish(raw, topics.dead_letter(topic), headers={"reason": reason[:500]})
 
-    async def apply(records: Sequence[Any]) -> None:
+    async def apply(records: Sequence[Any], consumer: Any) -> None:
         good: list[EventEnvelope] = []
         carriers: dict[str, dict[str, str]] = {}
         for record in records:
@@ -184,6 +200,7 @@ def subscribe_projection(
                 continue
             good.append(envelope)
             carriers[envelope.event_id] = {k: v.decode() for k, v in record.headers or ()}
+        _observe_offset_lag(runner, records, consumer)
         try:
             await runner.handle(good, carriers)
         except Exception:
@@ -207,10 +224,10 @@ def subscribe_projection(
         @broker.subscriber(*source_topics, batch=True, max_records=max_records, **subscriber_args)
         async def handle_batch(body: Any, message: KafkaMessage) -> None:
             records = message.raw_message
-            await apply(records if isinstance(records, tuple) else [records])
+            await apply(records if isinstance(records, tuple) else [records], message.consumer)
 
     else:
 
         @broker.subscriber(*source_topics, **subscriber_args)
         async def handle_one(body: Any, message: KafkaMessage) -> None:
-            await apply([message.raw_message])
+            await apply([message.raw_message], message.consumer)

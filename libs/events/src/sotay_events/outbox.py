@@ -90,7 +90,7 @@ class OutboxRelay:
         await asyncio.gather(*pending)
         await self.store.mark_published([e.event_id for e in envelopes])
         published_counter.add(len(envelopes))
-        self.backlog = max(0, self.backlog - len(envelopes))
+        self.backlog = 0 if len(envelopes) < self.batch_size else await self._safe_backlog()
         return len(envelopes)
 
     async def run(self) -> None:

@@ -184,7 +184,9 @@ class OrgUnits:
             query["level"] = level
         if not include_closed:
             query["status"] = ACTIVE
-        return await self.units.find(query).sort("path", ASCENDING).limit(limit).to_list()
+        # MongoDB orders arrays by their smallest element, so the tree order is made here.
+        found = await self.units.find(query).sort("_id", ASCENDING).limit(limit).to_list()
+        return sorted(found, key=lambda doc: doc.get("path", []))
 
     async def count_active_children(self, unit_id: str) -> int:
         return len(await self.children(unit_id))

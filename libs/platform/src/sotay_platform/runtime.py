@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 from sotay_events import MongoEventStore, topics
@@ -19,7 +21,7 @@ from sotay_platform.auth import TokenVerifier
 from sotay_platform.errors import install_error_handlers
 from sotay_platform.health import Check, health_router
 from sotay_platform.settings import AuthSettings, ServiceSettings
-from sotay_platform.telemetry import instrument_app, setup_tracing
+from sotay_platform.telemetry import instrument_app, setup_metrics, setup_tracing
 
 
 class ServiceRuntime:
@@ -111,12 +113,37 @@ class ServiceRuntime:
                 r.projection.name: {
                     "applied": r.applied_total,
                     "lag_seconds": r.last_lag_seconds,
+                    "consumer_lag": sum(r.offset_lag.values()),
                     "last_applied_at": r.last_applied_at.isoformat() if r.last_applied_at else None,
                 }
                 for r in self.runners
             } | {"ok": True}
 
         return {"mongo": mongo, "outbox": outbox, "projections": projections}
+
+    def _observe_metrics(self) -> None:
+        meter = metrics.get_meter("sotay_platform.runtime")
+        service = {"service": self.settings.service_name}
+
+        def outbox_backlog(_: CallbackOptions) -> list[Observation]:
+            return [Observation(self.relay.backlog, service)]
+
+        def consumer_lag(_: CallbackOptions) -> list[Observation]:
+            return [
+                Observation(lag, {**service, "projection": r.projection.name, "partition": key})
+                for r in self.runners
+                for key, lag in r.offset_lag.items()
+            ]
+
+        def projection_lag(_: CallbackOptions) -> list[Observation]:
+            return [
+                Observation(r.last_lag_seconds, {**service, "projection": r.projection.name})
+                for r in self.runners
+            ]
+
+        meter.create_observable_gauge("sotay.outbox.backlog", [outbox_backlog], unit="{event}")
+        meter.create_observable_gauge("sotay.consumer.lag", [consumer_lag], unit="{message}")
+        meter.create_observable_gauge("sotay.projection.lag.last", [projection_lag], unit="s")
 
     def install(self, app: FastAPI) -> None:
         """Error handlers, health endpoints, tracing and the lifespan, on `app`."""
@@ -125,6 +152,8 @@ class ServiceRuntime:
         install_error_handlers(app)
         app.include_router(health_router(self.health_checks()))
         setup_tracing(self.settings.service_name)
+        setup_metrics(self.settings.service_name)
+        self._observe_metrics()
         instrument_app(app)
 
     @contextlib.asynccontextmanager

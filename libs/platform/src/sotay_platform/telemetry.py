@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from fastapi import FastAPI
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 _configured = False
+_metrics_configured = False
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -73,5 +74,24 @@ def setup_tracing(
     return provider
 
 
+def setup_metrics(service_name: str) -> None:
+    """OpenTelemetry metrics, read by Prometheus from each service's /metrics."""
+    global _metrics_configured
+    if _metrics_configured:
+        return
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider(
+        resource=Resource.create({"service.name": service_name}),
+        metric_readers=[PrometheusMetricReader()],
+    )
+    metrics.set_meter_provider(provider)
+    _metrics_configured = True
+
+
 def instrument_app(app: FastAPI) -> None:
+    from prometheus_client import make_asgi_app
+
     FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics")
+    app.mount("/metrics", make_asgi_app())

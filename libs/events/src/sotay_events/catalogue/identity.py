@@ -107,6 +107,11 @@ class MemberProfileUpdated(_MemberEvent):
     admitted_on: date | None = None
     official_on: date | None = None
     party_card_no: str | None = None
+    personal_fields: list[str] = Field(
+        default_factory=list,
+        description="names (never values) of personal fields that changed too, e.g. phone, "
+        "citizen_id, birth_date, work_history: an audit trail without the data",
+    )
 
 
 @register
@@ -163,3 +168,17 @@ class RoleRevoked(_MemberEvent):
     role: str
     unit_id: str
     revoked_by: str
+
+
+@register
+class AccountPasswordReset(_MemberEvent):
+    """A secretary or admin set a temporary password; the member must change it at sign-in.
+
+    No password, hash or contact detail: only who did it, for the audit trail.
+    """
+
+    event_type = "AccountPasswordReset"
+
+    member_id: str
+    branch_id: str
+    reset_by: str
