@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from sotay_events.catalogue import CATALOGUE
 from sotay_events.compat import breaking_changes, sample_payload
 from sotay_events.schema_registry import DEFAULT_DIR, differences, load, schema_of

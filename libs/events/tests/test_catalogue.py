@@ -4,6 +4,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+
 from sotay_events import CATALOGUE, EventEnvelope, UnknownEvent, decode
 from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated
 

@@ -13,6 +13,7 @@ from opentelemetry import trace
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+
 from sotay_events import CommandContext, ConcurrencyConflict, EventEnvelope, MongoEventStore, topics
 from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated, UnitRenamed
 from sotay_events.consumer import Applied, ProjectionRunner, subscribe_projection

@@ -19,6 +19,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+
 from sotay_events.catalogue.org_tree import (
     UnitCreated,
     UnitDissolved,

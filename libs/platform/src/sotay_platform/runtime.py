@@ -12,11 +12,11 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
+
 from sotay_events import MongoEventStore, topics
 from sotay_events.consumer import Projection, ProjectionRunner, subscribe_projection
 from sotay_events.kafka import ensure_topics, make_broker
 from sotay_events.outbox import OutboxRelay
-
 from sotay_platform.auth import TokenVerifier
 from sotay_platform.errors import install_error_handlers
 from sotay_platform.health import Check, health_router

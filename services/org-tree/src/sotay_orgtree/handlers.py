@@ -7,10 +7,9 @@ from dataclasses import replace
 
 from sotay_events import CommandContext, EventStore, Repository
 from sotay_events.catalogue.org_tree import OrgLevel
+from sotay_orgtree.domain import OrgUnit, RuleBroken
 from sotay_platform.auth import ADMIN_ROLES, Principal
 from sotay_platform.errors import Conflict, NotFound
-
-from sotay_orgtree.domain import OrgUnit, RuleBroken
 
 ChildCounter = Callable[[str], Awaitable[int]]
 

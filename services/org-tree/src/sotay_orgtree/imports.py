@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from openpyxl import load_workbook
-from sotay_events.catalogue.org_tree import LEVEL_LABELS, OrgLevel
-from sotay_platform.auth import Principal
-from sotay_platform.errors import Invalid, ServiceError
 
+from sotay_events.catalogue.org_tree import LEVEL_LABELS, OrgLevel
 from sotay_orgtree.domain import RuleBroken
 from sotay_orgtree.handlers import OrgTreeService
+from sotay_platform.auth import Principal
+from sotay_platform.errors import Invalid, ServiceError
 
 MAX_ROWS = 50_000
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sotay_events import topics
-from sotay_platform.org_units import OrgUnits, OrgUnitsProjection, create_indexes
-from sotay_platform.runtime import ServiceRuntime
-from sotay_platform.settings import AuthSettings
 
+from sotay_events import topics
 from sotay_orgtree import api
 from sotay_orgtree.domain import RuleBroken
 from sotay_orgtree.handlers import OrgTreeService
 from sotay_orgtree.settings import OrgTreeSettings
+from sotay_platform.org_units import OrgUnits, OrgUnitsProjection, create_indexes
+from sotay_platform.runtime import ServiceRuntime
+from sotay_platform.settings import AuthSettings
 
 
 def create_app(

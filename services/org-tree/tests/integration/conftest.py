@@ -5,6 +5,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+
 from sotay_orgtree.main import create_app
 from sotay_orgtree.settings import OrgTreeSettings
 from sotay_platform.auth import Grant, Role, TokenIssuer

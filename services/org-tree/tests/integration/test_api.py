@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+
 from sotay_events.consumer import ProjectionRunner
 from sotay_platform.auth import Role
 from sotay_platform.org_units import OrgUnits, OrgUnitsProjection

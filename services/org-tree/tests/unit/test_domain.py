@@ -1,6 +1,7 @@
 """The tree's rules, without I/O."""
 
 import pytest
+
 from sotay_events.catalogue.org_tree import (
     OrgLevel,
     UnitCreated,

@@ -4,6 +4,7 @@ import io
 
 import pytest
 from openpyxl import Workbook
+
 from sotay_events import InMemoryEventStore
 from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_orgtree.handlers import OrgTreeService
