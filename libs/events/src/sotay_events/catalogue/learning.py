@@ -96,8 +96,33 @@ class StudyCampaignLaunched(_CampaignEvent):
     material_ids: list[str] = Field(default_factory=list)
     has_quiz: bool = False
     title: str | None = Field(None, description="the campaign's own title, if not the resolution's")
-    materials: list[CampaignMaterial] = Field(default_factory=list)
-    quiz: QuizSettings | None = None
+    materials: list[CampaignMaterial] = Field(
+        default_factory=list,
+        examples=[
+            [
+                {"material_id": "m1", "kind": "text", "title": "Toàn văn Nghị quyết"},
+                {
+                    "material_id": "m2",
+                    "kind": "video",
+                    "title": "Bài giảng chuyên đề",
+                    "url": "https://video.example.vn/nq57",
+                    "duration_minutes": 45,
+                },
+            ]
+        ],
+    )
+    quiz: QuizSettings | None = Field(
+        None,
+        examples=[
+            {
+                "bank_id": "NH-57",
+                "question_count": 20,
+                "time_limit_minutes": 30,
+                "max_attempts": 3,
+                "pass_mark": 80,
+            }
+        ],
+    )
 
 
 @register

@@ -1,0 +1,1 @@
+"""learning: resolution study campaigns, quizzes, contests, reflections and their results."""

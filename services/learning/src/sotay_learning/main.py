@@ -1,0 +1,100 @@
+"""The bootstrap: the one place that wires learning together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from sotay_events import topics
+from sotay_learning import api
+from sotay_learning.errors import RuleBroken
+from sotay_learning.handlers import LearningService
+from sotay_learning.projections import LearningProjection, MongoDirectory, RosterProjection
+from sotay_learning.projections import create_indexes as create_learning_indexes
+from sotay_learning.queries import Reads
+from sotay_learning.rollup import Rollup
+from sotay_learning.settings import LearningSettings
+from sotay_learning.store import MongoLearningStore
+from sotay_platform.health import Check
+from sotay_platform.org_units import OrgUnitsProjection
+from sotay_platform.org_units import create_indexes as create_tree_indexes
+from sotay_platform.runtime import ServiceRuntime
+from sotay_platform.settings import AuthSettings
+
+
+class LearningRuntime(ServiceRuntime):
+    """The shared runtime, with learning's store (events + private records) and roll-up health."""
+
+    def __init__(self, settings: LearningSettings, auth: AuthSettings | None = None) -> None:
+        super().__init__(settings, auth)
+        self.store = MongoLearningStore(self.mongo, settings.database)
+        self.relay.store = self.store
+        self.rollup = Rollup(self.db, settings.rollup_interval, self.redis)
+
+    def health_checks(self) -> dict[str, Check]:
+        checks = super().health_checks()
+
+        async def rollup() -> dict[str, Any]:
+            return {
+                "ok": self.rollup.last_error is None,
+                "runs": self.rollup.runs,
+                "last_run_at": (
+                    self.rollup.last_run_at.isoformat() if self.rollup.last_run_at else None
+                ),
+                "last_error": self.rollup.last_error,
+            }
+
+        return checks | {"rollup": rollup}
+
+
+def create_app(
+    settings: LearningSettings | None = None, auth: AuthSettings | None = None
+) -> FastAPI:
+    settings = settings or LearningSettings()
+    runtime = LearningRuntime(settings, auth)
+    runtime.add_projection(OrgUnitsProjection(), [topics.ORG_TREE])
+    runtime.add_projection(RosterProjection(), [topics.IDENTITY])
+    runtime.add_projection(LearningProjection(), [topics.LEARNING, topics.IDENTITY])
+    runtime.startup_hooks.append(lambda: create_tree_indexes(runtime.db))
+    runtime.startup_hooks.append(lambda: create_learning_indexes(runtime.db))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan(app):
+            task = asyncio.create_task(runtime.rollup.run(), name="learning-rollup")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="Sổ tay — learning",
+        description=(
+            "Học tập, quán triệt nghị quyết: đợt học tập, tài liệu, bài kiểm tra, "
+            "ngân hàng câu hỏi, cuộc thi tìm hiểu, bài thu hoạch, kết quả theo đơn vị."
+        ),
+        lifespan=lifespan,
+    )
+    runtime.install(app)
+    app.state.service = LearningService(
+        runtime.store,
+        MongoDirectory(runtime.db),
+        submit_grace=timedelta(seconds=settings.submit_grace_seconds),
+        on_saved=runtime.relay.wake,
+    )
+    app.state.reads = Reads(runtime.db, runtime.store)
+    app.include_router(api.router)
+
+    @app.exception_handler(RuleBroken)
+    async def _rule_broken(_: Request, exc: RuleBroken) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    return app

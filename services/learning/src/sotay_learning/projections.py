@@ -1,0 +1,629 @@
+"""Read models, fed from Kafka in batches (one transaction per batch), and their queries.
+
+- `RosterProjection` (identity's events): who is a member, where, and whether
+  they must take part (approved, official or probationary, not removed); and
+  how many such members each branch has (`branch_headcount`).
+- `LearningProjection` (learning's own events, plus identity's to follow
+  transfers and status changes): the catalogue of campaigns, contests and
+  banks; one `participation` row per (campaign, member) and one
+  `contest_entries` row per (contest, member); and counters per (campaign,
+  branch) and (contest, branch).
+
+A member's row counts in exactly one branch's counters, their current one, and
+only while they must take part: every batch recomputes each touched row's
+contribution and applies the difference. The counters therefore equal the sum
+of the rows' contributions whatever order the two topics interleave in, and a
+rebuild equals the live model. Roll-ups from branch to province are the
+roll-up worker's job (`rollup.py`); nothing here scans members at request time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReplaceOne, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from sotay_events.catalogue.identity import (
+    MemberProfileUpdated,
+    MemberRegistered,
+    MemberRegistrationApproved,
+    MemberRegistrationRejected,
+    MemberRemoved,
+    MemberStatus,
+    MemberStatusChanged,
+    MemberTransferred,
+    RoleGranted,
+    RoleRevoked,
+)
+from sotay_events.catalogue.learning import (
+    ContestClosed,
+    ContestEntryStarted,
+    ContestEntrySubmitted,
+    ContestOpened,
+    MaterialStudied,
+    QuestionAdded,
+    QuestionBankCreated,
+    QuestionRetired,
+    QuizAttemptStarted,
+    QuizAttemptSubmitted,
+    ReflectionReviewed,
+    ReflectionSubmitted,
+    ResolutionStudied,
+    StudyCampaignClosed,
+    StudyCampaignDeadlineExtended,
+    StudyCampaignLaunched,
+    StudyStarted,
+)
+from sotay_events.consumer import Applied
+from sotay_learning.handlers import MemberInfo
+from sotay_platform.org_units import COLLECTION as ORG_UNITS
+from sotay_platform.org_units import MERGED
+
+Doc = dict[str, Any]
+
+MEMBERS = "members"
+HEADCOUNT = "branch_headcount"
+DIRTY_BRANCHES = "rollup_dirty_branches"
+
+CAMPAIGNS = "campaigns"
+CONTESTS = "contests"
+BANKS = "question_banks"
+PARTICIPATION = "participation"
+ENTRIES = "contest_entries"
+RESULT_MEMBERS = "results_members"
+CAMPAIGN_COUNTS = "campaign_branch_counts"
+CONTEST_COUNTS = "contest_branch_counts"
+DIRTY = "rollup_dirty"
+RESULTS = "results_units"  # written by the roll-up worker
+
+TAKING_PART = {MemberStatus.official.value, MemberStatus.probationary.value}
+
+MEMBER_EVENTS = (
+    MemberRegistered,
+    MemberRegistrationApproved,
+    MemberRegistrationRejected,
+    MemberProfileUpdated,
+    MemberStatusChanged,
+    MemberTransferred,
+    MemberRemoved,
+    RoleGranted,
+    RoleRevoked,
+)
+
+
+def must_take_part(doc: Doc) -> bool:
+    """Official and probationary members, approved, still on the rolls; not the exempted."""
+    return (
+        bool(doc.get("approved"))
+        and not doc.get("removed")
+        and doc.get("status") in TAKING_PART
+        and bool(doc.get("branch_id"))
+    )
+
+
+def apply_member_event(doc: Doc, event: Any) -> None:
+    """Identity's facts about one member, folded into a roster row (shared by both projections)."""
+    match event:
+        case MemberRegistered():
+            doc.update(
+                full_name=event.full_name,
+                branch_id=event.branch_id,
+                status=event.status.value,
+                approved=False,
+                rejected=False,
+                removed=False,
+            )
+        case MemberRegistrationApproved():
+            doc.update(approved=True, rejected=False, branch_id=event.branch_id)
+        case MemberRegistrationRejected():
+            doc.update(approved=False, rejected=True)
+        case MemberProfileUpdated():
+            if event.full_name:
+                doc["full_name"] = event.full_name
+        case MemberStatusChanged():
+            doc.update(status=event.status.value, branch_id=event.branch_id)
+        case MemberTransferred():
+            doc["branch_id"] = event.to_branch_id
+        case MemberRemoved():
+            doc["removed"] = True
+        case RoleGranted():
+            roles = [r for r in doc.get("roles", []) if r != [event.role, event.unit_id]]
+            doc["roles"] = [*roles, [event.role, event.unit_id]]
+        case RoleRevoked():
+            doc["roles"] = [r for r in doc.get("roles", []) if r != [event.role, event.unit_id]]
+
+
+def _member_id(event: Any) -> str:
+    return str(event.member_id)
+
+
+class RosterProjection:
+    """Learning's roster: identity's members, and per branch how many must take part."""
+
+    name = "roster"
+    collections = (MEMBERS, HEADCOUNT, DIRTY_BRANCHES)
+
+    async def apply_batch(
+        self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
+    ) -> None:
+        events = [(env, ev) for env, ev in items if isinstance(ev, MEMBER_EVENTS)]
+        if not events:
+            return
+        ids = list(dict.fromkeys(_member_id(ev) for _, ev in events))
+        docs = {d["_id"]: d async for d in db[MEMBERS].find({"_id": {"$in": ids}}, session=session)}
+        before = {i: _counted_branch(docs.get(i)) for i in ids}
+        for envelope, event in events:
+            doc = docs.setdefault(_member_id(event), {"_id": _member_id(event)})
+            apply_member_event(doc, event)
+            doc["version"] = envelope.aggregate_version
+        deltas: dict[str, int] = defaultdict(int)
+        for member_id in ids:
+            doc = docs[member_id]
+            doc["eligible"] = must_take_part(doc)
+            after = _counted_branch(doc)
+            if before[member_id] != after:
+                if before[member_id]:
+                    deltas[before[member_id]] -= 1  # type: ignore[index]
+                if after:
+                    deltas[after] += 1
+        await db[MEMBERS].bulk_write(
+            [ReplaceOne({"_id": i}, docs[i], upsert=True) for i in ids], session=session
+        )
+        changed = {b: d for b, d in deltas.items() if d}
+        if changed:
+            await db[HEADCOUNT].bulk_write(
+                [
+                    UpdateOne({"_id": b}, {"$inc": {"eligible": d}}, upsert=True)
+                    for b, d in changed.items()
+                ],
+                session=session,
+            )
+            await db[DIRTY_BRANCHES].bulk_write(
+                [UpdateOne({"_id": b}, {"$inc": {"seq": 1}}, upsert=True) for b in changed],
+                session=session,
+            )
+
+
+def _counted_branch(doc: Doc | None) -> str | None:
+    return str(doc["branch_id"]) if doc and must_take_part(doc) else None
+
+
+# Learning's own events ------------------------------------------------------------------------
+
+CAMPAIGN_COUNTERS = (
+    "started",
+    "finished",
+    "passed",
+    "studied",
+    "scored",
+    "score_sum",
+    "reflections_submitted",
+    "reflections_approved",
+)
+CONTEST_COUNTERS = ("participants", "entries", "scored", "score_sum")
+
+
+def campaign_contribution(row: Doc, member: Doc | None) -> Doc | None:
+    """What one member's participation adds to their branch's counters, if they must take part."""
+    if member is not None and not must_take_part(member):
+        return None
+    branch = member["branch_id"] if member is not None else row["branch_id"]
+    scored = row.get("best_score") is not None
+    return {
+        "branch": branch,
+        "started": 1,
+        "finished": int(bool(row.get("finished"))),
+        "passed": int(bool(row.get("passed"))),
+        "studied": int(bool(row.get("studied"))),
+        "scored": int(scored),
+        "score_sum": float(row["best_score"]) if scored else 0.0,
+        "reflections_submitted": int(bool(row.get("reflection_submitted"))),
+        "reflections_approved": int(row.get("reflection") == "approved"),
+    }
+
+
+def contest_contribution(row: Doc, member: Doc | None) -> Doc | None:
+    if member is not None and not must_take_part(member):
+        return None
+    branch = member["branch_id"] if member is not None else row["branch_id"]
+    scored = row.get("best_score") is not None
+    return {
+        "branch": branch,
+        "participants": 1,
+        "entries": int(row.get("entries", 0)),
+        "scored": int(scored),
+        "score_sum": float(row["best_score"]) if scored else 0.0,
+    }
+
+
+class LearningProjection:
+    """Catalogue, participation and per-branch counters, from learning's events (and identity's)."""
+
+    name = "learning"
+    collections = (
+        CAMPAIGNS,
+        CONTESTS,
+        BANKS,
+        PARTICIPATION,
+        ENTRIES,
+        RESULT_MEMBERS,
+        CAMPAIGN_COUNTS,
+        CONTEST_COUNTS,
+        DIRTY,
+    )
+
+    async def apply_batch(
+        self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
+    ) -> None:
+        enrolment_ids: set[str] = set()
+        entry_ids: set[str] = set()
+        identity_members: set[str] = set()
+        members_needed: set[str] = set()
+        for envelope, event in items:
+            if envelope.aggregate_type == "Enrolment":
+                enrolment_ids.add(envelope.aggregate_id)
+                members_needed.add(_member_id(event))
+            elif envelope.aggregate_type == "ContestEntry":
+                entry_ids.add(envelope.aggregate_id)
+                members_needed.add(_member_id(event))
+            elif isinstance(event, MEMBER_EVENTS):
+                identity_members.add(_member_id(event))
+        members_needed |= identity_members
+
+        rows = await _load(db[PARTICIPATION], enrolment_ids, identity_members, session)
+        entries = await _load(db[ENTRIES], entry_ids, identity_members, session)
+        members = {
+            d["_id"]: d
+            async for d in db[RESULT_MEMBERS].find(
+                {"_id": {"$in": list(members_needed)}}, session=session
+            )
+        }
+        touched_members: set[str] = set()
+        dirty: set[tuple[str, str]] = set()
+
+        for envelope, event in items:
+            if isinstance(event, MEMBER_EVENTS):
+                member = members.setdefault(_member_id(event), {"_id": _member_id(event)})
+                apply_member_event(member, event)
+                member.pop("roles", None)
+                touched_members.add(member["_id"])
+            elif envelope.aggregate_type == "Enrolment":
+                row = rows.setdefault(
+                    envelope.aggregate_id,
+                    {
+                        "_id": envelope.aggregate_id,
+                        "campaign_id": event.campaign_id,
+                        "member_id": _member_id(event),
+                        "contributed": None,
+                    },
+                )
+                _apply_enrolment(row, envelope.occurred_at, envelope.org_path, event)
+            elif envelope.aggregate_type == "ContestEntry":
+                entry = entries.setdefault(
+                    envelope.aggregate_id,
+                    {
+                        "_id": envelope.aggregate_id,
+                        "contest_id": event.contest_id,
+                        "member_id": _member_id(event),
+                        "contributed": None,
+                        "entries": 0,
+                    },
+                )
+                _apply_entry(entry, envelope.occurred_at, envelope.org_path, event)
+            else:
+                target = await _apply_catalogue(db, envelope, event, session)
+                if target:
+                    dirty.add(target)
+
+        campaign_deltas = _settle(
+            rows, members, campaign_contribution, "campaign_id", dirty, "campaign"
+        )
+        contest_deltas = _settle(
+            entries, members, contest_contribution, "contest_id", dirty, "contest"
+        )
+
+        if rows:
+            await db[PARTICIPATION].bulk_write(
+                [ReplaceOne({"_id": i}, r, upsert=True) for i, r in rows.items()], session=session
+            )
+        if entries:
+            await db[ENTRIES].bulk_write(
+                [ReplaceOne({"_id": i}, e, upsert=True) for i, e in entries.items()],
+                session=session,
+            )
+        if touched_members:
+            await db[RESULT_MEMBERS].bulk_write(
+                [ReplaceOne({"_id": i}, members[i], upsert=True) for i in touched_members],
+                session=session,
+            )
+        await _inc(db[CAMPAIGN_COUNTS], campaign_deltas, "campaign_id", session)
+        await _inc(db[CONTEST_COUNTS], contest_deltas, "contest_id", session)
+        if dirty:
+            await db[DIRTY].bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": f"{kind}:{target}"},
+                        {"$set": {"kind": kind, "target_id": target}, "$inc": {"seq": 1}},
+                        upsert=True,
+                    )
+                    for kind, target in sorted(dirty)
+                ],
+                session=session,
+            )
+
+
+async def _load(
+    collection: Any, ids: set[str], member_ids: set[str], session: AsyncClientSession
+) -> dict[str, Doc]:
+    if not ids and not member_ids:
+        return {}
+    query = {"$or": [{"_id": {"$in": list(ids)}}, {"member_id": {"$in": list(member_ids)}}]}
+    return {d["_id"]: d async for d in collection.find(query, session=session)}
+
+
+def _settle(
+    rows: dict[str, Doc],
+    members: dict[str, Doc],
+    contribution: Any,
+    key: str,
+    dirty: set[tuple[str, str]],
+    kind: str,
+) -> dict[tuple[str, str], dict[str, float]]:
+    """Recompute each touched row's contribution; return the counter deltas per (target, branch)."""
+    deltas: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for row in rows.values():
+        old = row.get("contributed")
+        new = contribution(row, members.get(row["member_id"]))
+        row["current_branch"] = new["branch"] if new else None
+        if old == new:
+            continue
+        for sign, part in ((-1, old), (1, new)):
+            if part:
+                bucket = deltas[(row[key], part["branch"])]
+                for name, value in part.items():
+                    if name != "branch":
+                        bucket[name] += sign * value
+        row["contributed"] = new
+        dirty.add((kind, row[key]))
+    return deltas
+
+
+async def _inc(
+    collection: Any,
+    deltas: dict[tuple[str, str], dict[str, float]],
+    key: str,
+    session: AsyncClientSession,
+) -> None:
+    writes = []
+    for (target, branch), counters in sorted(deltas.items()):
+        nonzero = {k: v for k, v in counters.items() if v}
+        if nonzero:
+            writes.append(
+                UpdateOne(
+                    {"_id": f"{target}:{branch}"},
+                    {"$inc": nonzero, "$set": {key: target, "branch_id": branch}},
+                    upsert=True,
+                )
+            )
+    if writes:
+        await collection.bulk_write(writes, session=session)
+
+
+def _apply_enrolment(row: Doc, at: datetime, org_path: tuple[str, ...], event: Any) -> None:
+    row["branch_id"] = event.unit_id
+    row["branch_path"] = list(org_path)
+    row["updated_at"] = at
+    match event:
+        case StudyStarted():
+            row["started"] = True
+            row.setdefault("started_at", at)
+        case MaterialStudied():
+            row["materials"] = sorted({*row.get("materials", []), event.material_id})
+            if event.required_completed:
+                row["finished"] = True
+        case QuizAttemptStarted():
+            row["attempts_started"] = max(row.get("attempts_started", 0), event.attempt)
+        case QuizAttemptSubmitted():
+            row["attempts"] = max(row.get("attempts", 0), event.attempt)
+            best = row.get("best_score")
+            row["best_score"] = event.score if best is None else max(best, event.score)
+            row["passed"] = bool(row.get("passed")) or event.passed
+        case ResolutionStudied():
+            row.update(studied=True, finished=True, studied_at=at)
+            if event.passed:
+                row["passed"] = True
+        case ReflectionSubmitted():
+            number = event.submission or row.get("reflection_submission", 0) + 1
+            row.update(
+                reflection="submitted",
+                reflection_submitted=True,
+                reflection_at=at,
+                reflection_submission=number,
+            )
+        case ReflectionReviewed():
+            approved = event.approved if event.approved is not None else event.verdict == "đạt"
+            row["reflection"] = "approved" if approved else "needs_revision"
+
+
+def _apply_entry(entry: Doc, at: datetime, org_path: tuple[str, ...], event: Any) -> None:
+    entry["branch_id"] = event.unit_id
+    entry["branch_path"] = list(org_path)
+    match event:
+        case ContestEntryStarted():
+            entry["started"] = max(entry.get("started", 0), event.attempt)
+        case ContestEntrySubmitted():
+            entry["entries"] = max(entry.get("entries", 0), event.attempt)
+            key = (-event.score, event.duration_seconds, at)
+            best = entry.get("best_score")
+            if best is None or key < (-best, entry["best_duration"], entry["best_at"]):
+                entry.update(
+                    best_score=event.score, best_duration=event.duration_seconds, best_at=at
+                )
+
+
+async def _apply_catalogue(
+    db: AsyncDatabase[Doc], envelope: Any, event: Any, session: AsyncClientSession
+) -> tuple[str, str] | None:
+    match event:
+        case StudyCampaignLaunched():
+            doc = {
+                "_id": event.campaign_id,
+                "unit_id": event.unit_id,
+                "org_path": list(envelope.org_path),
+                "title": event.title or event.resolution_title,
+                "resolution_code": event.resolution_code,
+                "resolution_title": event.resolution_title,
+                "deadline": event.deadline,
+                "materials": [m.model_dump(mode="json") for m in event.materials],
+                "quiz": event.quiz.model_dump(mode="json") if event.quiz else None,
+                "status": "open",
+                "launched_at": envelope.occurred_at,
+                "launched_by": envelope.actor,
+            }
+            await db[CAMPAIGNS].update_one(
+                {"_id": event.campaign_id}, {"$set": doc}, upsert=True, session=session
+            )
+            return ("campaign", event.campaign_id)
+        case StudyCampaignDeadlineExtended():
+            await db[CAMPAIGNS].update_one(
+                {"_id": event.campaign_id}, {"$set": {"deadline": event.deadline}}, session=session
+            )
+        case StudyCampaignClosed():
+            await db[CAMPAIGNS].update_one(
+                {"_id": event.campaign_id},
+                {"$set": {"status": "closed", "closed_at": envelope.occurred_at}},
+                upsert=True,
+                session=session,
+            )
+            return ("campaign", event.campaign_id)
+        case ContestOpened():
+            doc = event.model_dump()
+            doc["_id"] = doc.pop("contest_id")
+            doc.update(
+                org_path=list(envelope.org_path),
+                status="open",
+                opened_at=envelope.occurred_at,
+            )
+            await db[CONTESTS].update_one(
+                {"_id": event.contest_id}, {"$set": doc}, upsert=True, session=session
+            )
+            return ("contest", event.contest_id)
+        case ContestClosed():
+            await db[CONTESTS].update_one(
+                {"_id": event.contest_id},
+                {"$set": {"status": "closed", "closed_at": envelope.occurred_at}},
+                upsert=True,
+                session=session,
+            )
+            return ("contest", event.contest_id)
+        case QuestionBankCreated():
+            await db[BANKS].update_one(
+                {"_id": event.bank_id},
+                {
+                    "$set": {
+                        "unit_id": event.unit_id,
+                        "title": event.title,
+                        "org_path": list(envelope.org_path),
+                    }
+                },
+                upsert=True,
+                session=session,
+            )
+        case QuestionAdded():
+            await db[BANKS].update_one(
+                {"_id": event.bank_id},
+                {"$inc": {"questions": 1, f"kinds.{event.kind.value}": 1}},
+                upsert=True,
+                session=session,
+            )
+        case QuestionRetired():
+            await db[BANKS].update_one(
+                {"_id": event.bank_id}, {"$inc": {"retired": 1}}, upsert=True, session=session
+            )
+    return None
+
+
+async def create_indexes(db: AsyncDatabase[Doc]) -> None:
+    await db[MEMBERS].create_index([("branch_id", ASCENDING)])
+    await db[PARTICIPATION].create_index([("member_id", ASCENDING)])
+    await db[PARTICIPATION].create_index(
+        [("campaign_id", ASCENDING), ("current_branch", ASCENDING), ("reflection", ASCENDING)]
+    )
+    await db[ENTRIES].create_index([("member_id", ASCENDING)])
+    await db[ENTRIES].create_index(
+        [
+            ("contest_id", ASCENDING),
+            ("best_score", DESCENDING),
+            ("best_duration", ASCENDING),
+            ("best_at", ASCENDING),
+        ]
+    )
+    await db[CAMPAIGN_COUNTS].create_index([("campaign_id", ASCENDING)])
+    await db[CONTEST_COUNTS].create_index([("contest_id", ASCENDING)])
+    await db[CAMPAIGNS].create_index([("unit_id", ASCENDING), ("status", ASCENDING)])
+    await db[CAMPAIGNS].create_index([("org_path", ASCENDING)])
+    await db[CONTESTS].create_index([("unit_id", ASCENDING), ("status", ASCENDING)])
+    await db[BANKS].create_index([("org_path", ASCENDING)])
+    await db[RESULTS].create_index([("target_id", ASCENDING), ("parent_id", ASCENDING)])
+    await db[RESULTS].create_index(
+        [("target_id", ASCENDING), ("path", ASCENDING), ("level", ASCENDING)]
+    )
+
+
+# The directory: roster and tree, as handlers need them ---------------------------------------
+
+
+class MongoDirectory:
+    """Learning's own roster and tree, read for commands."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.members = db[MEMBERS]
+        self.units = db[ORG_UNITS]
+
+    async def member(self, member_id: str) -> MemberInfo | None:
+        doc = await self.members.find_one({"_id": member_id})
+        if doc is None or not doc.get("branch_id"):
+            return None
+        return member_info(doc)
+
+    async def path(self, unit_id: str) -> list[str]:
+        doc = await self.units.find_one({"_id": unit_id})
+        seen: set[str] = set()
+        while doc is not None and doc.get("status") == MERGED and doc.get("merged_into"):
+            if doc["_id"] in seen:
+                break
+            seen.add(doc["_id"])
+            doc = await self.units.find_one({"_id": doc["merged_into"]})
+        return list(doc.get("path") or []) if doc else []
+
+    async def with_merged(self, unit_ids: Iterable[str]) -> list[str]:
+        """The units, and every unit that merged into one of them (at any depth)."""
+        known = list(dict.fromkeys(unit_ids))
+        frontier = list(known)
+        while frontier:
+            found = [
+                d["_id"]
+                async for d in self.units.find(
+                    {"merged_into": {"$in": frontier}, "_id": {"$nin": known}}, {"_id": 1}
+                )
+            ]
+            known.extend(found)
+            frontier = found
+        return known
+
+
+def member_info(doc: Doc) -> MemberInfo:
+    return MemberInfo(
+        member_id=doc["_id"],
+        full_name=doc.get("full_name", ""),
+        branch_id=doc.get("branch_id", ""),
+        status=doc.get("status", ""),
+        eligible=must_take_part(doc),
+        approved=bool(doc.get("approved")),
+        removed=bool(doc.get("removed")),
+    )
