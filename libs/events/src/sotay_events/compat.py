@@ -79,5 +79,5 @@ def _sample(node: Any, defs: dict[str, Any]) -> Any:
     if kind == "array":
         return [_sample(node.get("items", {"type": "string"}), defs)]
     if kind == "object":
-        return {}
+        return {name: _sample(spec, defs) for name, spec in node.get("properties", {}).items()}
     return None

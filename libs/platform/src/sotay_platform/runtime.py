@@ -56,6 +56,8 @@ class ServiceRuntime:
         self.verifier = verifier or TokenVerifier(auth or AuthSettings())
         self.runners: list[ProjectionRunner] = []
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        # Long-running loops (a roll-up, a scheduler) started after the broker, cancelled at stop.
+        self.workers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     def add_projection(
@@ -84,6 +86,8 @@ class ServiceRuntime:
         await self.ensure_topics()
         await self.broker.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        for name, worker in self.workers:
+            self._tasks.append(asyncio.create_task(worker(), name=name))
 
     async def stop(self) -> None:
         for task in self._tasks:
