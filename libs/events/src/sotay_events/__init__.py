@@ -9,6 +9,7 @@ from sotay_events.store import (
     EventStore,
     InMemoryEventStore,
     MongoEventStore,
+    PrivateRecord,
     Repository,
     decode,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "EventStore",
     "InMemoryEventStore",
     "MongoEventStore",
+    "PrivateRecord",
     "Repository",
     "UnknownEvent",
     "decode",

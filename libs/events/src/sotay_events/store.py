@@ -7,13 +7,14 @@ carries `published`, which only the relay flips.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry import propagate, trace
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -75,6 +76,20 @@ def make_envelopes(
     ]
 
 
+@dataclass(frozen=True)
+class PrivateRecord:
+    """A document that lands with a command's events but never travels with them.
+
+    Answer keys, reflection texts, a member's citizen ID: facts that must be
+    written atomically with the events that refer to them, yet stay in the
+    service. Written to `collection` (replacing a document with the same _id)
+    in the same transaction as the events; the relay publishes only events.
+    """
+
+    collection: str
+    doc: dict[str, Any]
+
+
 class EventStore(Protocol):
     async def append(
         self,
@@ -83,9 +98,16 @@ class EventStore(Protocol):
         expected_version: int,
         events: Sequence[DomainEvent],
         context: CommandContext,
+        private: Sequence[PrivateRecord] = (),
     ) -> list[EventEnvelope]: ...
 
     async def load(self, aggregate_type: str, aggregate_id: str) -> list[EventEnvelope]: ...
+
+    async def private_record(self, collection: str, record_id: str) -> dict[str, Any] | None: ...
+
+    async def private_records(
+        self, collection: str, record_ids: Iterable[str]
+    ) -> dict[str, dict[str, Any]]: ...
 
 
 def decode(envelope: EventEnvelope) -> DomainEvent:
@@ -138,8 +160,9 @@ class MongoEventStore:
         expected_version: int,
         events: Sequence[DomainEvent],
         context: CommandContext,
+        private: Sequence[PrivateRecord] = (),
     ) -> list[EventEnvelope]:
-        if not events:
+        if not events and not private:
             return []
         stream_id = f"{aggregate_type}-{aggregate_id}"
         with tracer.start_as_current_span(
@@ -151,18 +174,42 @@ class MongoEventStore:
             )
             docs = [_to_document(e) for e in envelopes]
             try:
-                if len(docs) == 1:
+                if len(docs) == 1 and not private:
                     await self.events.insert_one(docs[0])
                 else:
-                    # Several events of one command land together or not at all.
+                    # Several writes of one command land together or not at all.
                     async with self.client.start_session() as session:
                         async with await session.start_transaction():
-                            await self.events.insert_many(docs, session=session)
+                            if docs:
+                                await self.events.insert_many(docs, session=session)
+                            await self._write_private(private, session)
             except (DuplicateKeyError, BulkWriteError) as exc:
                 if isinstance(exc, BulkWriteError) and not _only_duplicates(exc):
                     raise
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
             return envelopes
+
+    async def _write_private(
+        self, private: Sequence[PrivateRecord], session: AsyncClientSession
+    ) -> None:
+        by_collection: dict[str, list[ReplaceOne[dict[str, Any]]]] = {}
+        for record in private:
+            by_collection.setdefault(record.collection, []).append(
+                ReplaceOne({"_id": record.doc["_id"]}, record.doc, upsert=True)
+            )
+        for collection, writes in by_collection.items():
+            await self.db[collection].bulk_write(writes, session=session)
+
+    async def private_record(self, collection: str, record_id: str) -> dict[str, Any] | None:
+        return await self.db[collection].find_one({"_id": record_id})
+
+    async def private_records(
+        self, collection: str, record_ids: Iterable[str]
+    ) -> dict[str, dict[str, Any]]:
+        ids = list(dict.fromkeys(record_ids))
+        if not ids:
+            return {}
+        return {d["_id"]: d async for d in self.db[collection].find({"_id": {"$in": ids}})}
 
     async def load(self, aggregate_type: str, aggregate_id: str) -> list[EventEnvelope]:
         cursor = self.events.find({"stream_id": f"{aggregate_type}-{aggregate_id}"}).sort(
@@ -197,6 +244,7 @@ class InMemoryEventStore:
 
     def __init__(self) -> None:
         self.streams: dict[str, list[EventEnvelope]] = {}
+        self.private: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = asyncio.Lock()
 
     async def append(
@@ -206,6 +254,7 @@ class InMemoryEventStore:
         expected_version: int,
         events: Sequence[DomainEvent],
         context: CommandContext,
+        private: Sequence[PrivateRecord] = (),
     ) -> list[EventEnvelope]:
         stream_id = f"{aggregate_type}-{aggregate_id}"
         async with self._lock:
@@ -216,7 +265,19 @@ class InMemoryEventStore:
                 aggregate_type, aggregate_id, expected_version, events, context
             )
             stream.extend(envelopes)
+            for record in private:
+                self.private.setdefault(record.collection, {})[record.doc["_id"]] = dict(record.doc)
             return envelopes
+
+    async def private_record(self, collection: str, record_id: str) -> dict[str, Any] | None:
+        found = self.private.get(collection, {}).get(record_id)
+        return dict(found) if found else None
+
+    async def private_records(
+        self, collection: str, record_ids: Iterable[str]
+    ) -> dict[str, dict[str, Any]]:
+        held = self.private.get(collection, {})
+        return {i: dict(held[i]) for i in record_ids if i in held}
 
     async def load(self, aggregate_type: str, aggregate_id: str) -> list[EventEnvelope]:
         return list(self.streams.get(f"{aggregate_type}-{aggregate_id}", []))
@@ -241,13 +302,16 @@ class Repository(Generic[A]):
             return None
         return self.aggregate_class.rebuild(aggregate_id, [decode(e) for e in envelopes])
 
-    async def save(self, aggregate: A, context: CommandContext) -> list[EventEnvelope]:
+    async def save(
+        self, aggregate: A, context: CommandContext, private: Sequence[PrivateRecord] = ()
+    ) -> list[EventEnvelope]:
         envelopes = await self.store.append(
             self.aggregate_class.aggregate_type,
             aggregate.id,
             aggregate.loaded_version,
             aggregate.pending,
             context,
+            private,
         )
         aggregate.mark_saved()
         return envelopes

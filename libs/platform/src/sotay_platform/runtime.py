@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -57,7 +57,7 @@ class ServiceRuntime:
         self.runners: list[ProjectionRunner] = []
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         # Long-running loops (a roll-up, a scheduler) started after the broker, cancelled at stop.
-        self.workers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self.workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     def add_projection(

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from sotay_events import Aggregate, CommandContext, ConcurrencyConflict, decode, new_event_id
+from sotay_events import (
+    Aggregate,
+    CommandContext,
+    ConcurrencyConflict,
+    EventStore,
+    PrivateRecord,
+    decode,
+    new_event_id,
+)
 from sotay_events.catalogue.learning import QuestionKind, QuizSettings
 from sotay_learning.domain import (
     Attempt,
@@ -45,8 +53,6 @@ from sotay_learning.store import (
     PAPERS,
     QUESTIONS,
     REFLECTIONS,
-    LearningStore,
-    Record,
 )
 from sotay_learning.timefmt import as_utc, utc_now
 from sotay_platform.auth import ADMIN_ROLES, READ_ROLES, Principal, Role
@@ -118,7 +124,7 @@ class MemberContext:
 class LearningService:
     def __init__(
         self,
-        store: LearningStore,
+        store: EventStore,
         directory: Directory,
         *,
         clock: Callable[[], datetime] = utc_now,
@@ -149,7 +155,7 @@ class LearningService:
         aggregate: Aggregate,
         principal: Principal,
         org_path: Sequence[str],
-        records: Sequence[Record] = (),
+        records: Sequence[PrivateRecord] = (),
         correlation_id: str | None = None,
     ) -> None:
         if not aggregate.pending and not records:
@@ -159,7 +165,7 @@ class LearningService:
             org_path=tuple(org_path),
             correlation_id=correlation_id or new_event_id(),
         )
-        await self.store.append_with(
+        await self.store.append(
             aggregate.aggregate_type,
             aggregate.id,
             aggregate.loaded_version,
@@ -226,7 +232,7 @@ class LearningService:
         ]
         bank.add(questions)
         await self._save(
-            bank, principal, path, [Record(QUESTIONS, q.to_record()) for q in questions]
+            bank, principal, path, [PrivateRecord(QUESTIONS, q.to_record()) for q in questions]
         )
         self._banks.pop(bank.id, None)
         return questions
@@ -248,7 +254,7 @@ class LearningService:
         """The authors' view, with the key: only administrators of the owning committee."""
         bank = await self.load_bank(bank_id)
         principal.require(ADMIN_ROLES, await self.unit_path(bank.unit_id))
-        docs = await self.store.get_records(QUESTIONS, bank.kinds)
+        docs = await self.store.private_records(QUESTIONS, bank.kinds)
         return bank, [Question.of_record(docs[q]) for q in bank.kinds if q in docs]
 
     async def _bank_for_drawing(self, bank_id: str) -> QuestionBank:
@@ -273,16 +279,16 @@ class LearningService:
                 status_code=409,
             )
         chosen = self.rng.sample(active, count)
-        docs = await self.store.get_records(QUESTIONS, chosen)
+        docs = await self.store.private_records(QUESTIONS, chosen)
         questions = {q: Question.of_record(docs[q]) for q in chosen}
         return draw_paper(list(questions.values()), count, self.rng), questions
 
     async def _paper(self, paper_id: str) -> tuple[Paper, dict[str, Question]]:
-        doc = await self.store.get_record(PAPERS, paper_id)
+        doc = await self.store.private_record(PAPERS, paper_id)
         if doc is None:
             raise NotFound("Không tìm thấy đề bài của lần làm bài này", field="attempt")
         paper = Paper.of_record(doc)
-        docs = await self.store.get_records(QUESTIONS, paper.question_ids)
+        docs = await self.store.private_records(QUESTIONS, paper.question_ids)
         return paper, {q: Question.of_record(d) for q, d in docs.items()}
 
     # Campaigns ---------------------------------------------------------------------------
@@ -336,7 +342,7 @@ class LearningService:
             self.clock(),
         )
         records = [
-            Record(MATERIALS, {"_id": f"{campaign_id}:{mid}", "body": body})
+            PrivateRecord(MATERIALS, {"_id": f"{campaign_id}:{mid}", "body": body})
             for mid, body in bodies.items()
         ]
         await self._save(campaign, principal, path, records, correlation_id)
@@ -415,7 +421,7 @@ class LearningService:
         self,
         principal: Principal,
         campaign_id: str,
-        act: Callable[[StudyCampaign, Enrolment, MemberContext], list[Record]],
+        act: Callable[[StudyCampaign, Enrolment, MemberContext], list[PrivateRecord]],
     ) -> tuple[StudyCampaign, Enrolment]:
         async def once() -> tuple[StudyCampaign, Enrolment]:
             campaign, who = await self.member_campaign(principal, campaign_id)
@@ -429,7 +435,7 @@ class LearningService:
     async def start_study(
         self, principal: Principal, campaign_id: str
     ) -> tuple[StudyCampaign, Enrolment]:
-        def act(c: StudyCampaign, e: Enrolment, who: MemberContext) -> list[Record]:
+        def act(c: StudyCampaign, e: Enrolment, who: MemberContext) -> list[PrivateRecord]:
             e.start(c, who.member.branch_id, self.clock())
             return []
 
@@ -438,7 +444,7 @@ class LearningService:
     async def study_material(
         self, principal: Principal, campaign_id: str, material_id: str
     ) -> tuple[StudyCampaign, Enrolment]:
-        def act(c: StudyCampaign, e: Enrolment, who: MemberContext) -> list[Record]:
+        def act(c: StudyCampaign, e: Enrolment, who: MemberContext) -> list[PrivateRecord]:
             e.study(c, material_id, who.member.branch_id, self.clock())
             return []
 
@@ -451,7 +457,7 @@ class LearningService:
         if not await self.may_read_target(principal, campaign.unit_id):
             await self.member_campaign(principal, campaign_id)
         material = campaign.material(material_id)
-        doc = await self.store.get_record(MATERIALS, f"{campaign.id}:{material.material_id}")
+        doc = await self.store.private_record(MATERIALS, f"{campaign.id}:{material.material_id}")
         return campaign, doc["body"] if doc else None
 
     async def start_attempt(self, principal: Principal, campaign_id: str) -> QuizPaper:
@@ -465,7 +471,7 @@ class LearningService:
                 return QuizPaper(attempt, client_paper(paper, questions), False)
             assert campaign.quiz is not None
             paper, questions = await self._draw(campaign.quiz.bank_id, campaign.quiz.question_count)
-            record = Record(PAPERS, paper.to_record(paper_id, campaign_id=campaign.id))
+            record = PrivateRecord(PAPERS, paper.to_record(paper_id, campaign_id=campaign.id))
             await self._save(enrolment, principal, who.branch_path, [record])
             return QuizPaper(attempt, client_paper(paper, questions), True)
 
@@ -485,7 +491,7 @@ class LearningService:
             passed = enrolment.submit_attempt(
                 campaign, number, result, who.member.branch_id, now, self.submit_grace
             )
-            record = Record(ANSWERS, _answers_record(paper_id, answers, result, now))
+            record = PrivateRecord(ANSWERS, _answers_record(paper_id, answers, result, now))
             await self._save(enrolment, principal, who.branch_path, [record])
             assert campaign.quiz is not None
             finished = enrolment.passed or len(enrolment.attempts) >= campaign.quiz.max_attempts
@@ -511,11 +517,11 @@ class LearningService:
         if len(text) > MAX_REFLECTION:
             raise RuleBroken(f"Bài thu hoạch dài quá {MAX_REFLECTION:,} ký tự", "text", "too_long")
 
-        def act(c: StudyCampaign, e: Enrolment, who: MemberContext) -> list[Record]:
+        def act(c: StudyCampaign, e: Enrolment, who: MemberContext) -> list[PrivateRecord]:
             now = self.clock()
             number = e.submit_reflection(c, who.member.branch_id, now)
             return [
-                Record(
+                PrivateRecord(
                     REFLECTIONS,
                     {
                         "_id": f"{e.id}:{number}",
@@ -561,14 +567,14 @@ class LearningService:
             reviewer = principal.member_id or principal.subject
             enrolment.review_reflection(reviewer, verdict.strip(), member.branch_id)
             record_id = f"{enrolment.id}:{enrolment.reflection_submissions}"
-            doc = await self.store.get_record(REFLECTIONS, record_id) or {"_id": record_id}
+            doc = await self.store.private_record(REFLECTIONS, record_id) or {"_id": record_id}
             doc["review"] = {
                 "verdict": verdict.strip(),
                 "comment": comment.strip(),
                 "reviewed_by": reviewer,
                 "reviewed_at": self.clock(),
             }
-            await self._save(enrolment, principal, branch_path, [Record(REFLECTIONS, doc)])
+            await self._save(enrolment, principal, branch_path, [PrivateRecord(REFLECTIONS, doc)])
             return enrolment
 
         return await self._retrying(once)
@@ -582,7 +588,7 @@ class LearningService:
         enrolment = await self._get(Enrolment, Enrolment.id_for(campaign_id, member_id))
         if enrolment is None or not enrolment.reflection_submissions:
             raise NotFound("Chưa có bài thu hoạch", field="member_id")
-        doc = await self.store.get_record(
+        doc = await self.store.private_record(
             REFLECTIONS, f"{enrolment.id}:{enrolment.reflection_submissions}"
         )
         if doc is None:
@@ -691,7 +697,7 @@ class LearningService:
                 paper, questions = await self._paper(paper_id)
                 return QuizPaper(attempt, client_paper(paper, questions), False)
             paper, questions = await self._draw(contest.bank_id, contest.question_count)
-            record = Record(PAPERS, paper.to_record(paper_id, contest_id=contest.id))
+            record = PrivateRecord(PAPERS, paper.to_record(paper_id, contest_id=contest.id))
             await self._save(entry, principal, who.branch_path, [record])
             return QuizPaper(attempt, client_paper(paper, questions), True)
 
@@ -711,7 +717,7 @@ class LearningService:
             duration = entry.submit(
                 contest, number, result, who.member.branch_id, now, self.submit_grace
             )
-            record = Record(ANSWERS, _answers_record(paper_id, answers, result, now))
+            record = PrivateRecord(ANSWERS, _answers_record(paper_id, answers, result, now))
             await self._save(entry, principal, who.branch_path, [record])
             # The key stays hidden while the contest runs: others are still answering.
             return QuizResult(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +17,6 @@ from sotay_learning.projections import create_indexes as create_learning_indexes
 from sotay_learning.queries import Reads
 from sotay_learning.rollup import Rollup
 from sotay_learning.settings import LearningSettings
-from sotay_learning.store import MongoLearningStore
 from sotay_platform.health import Check
 from sotay_platform.org_units import OrgUnitsProjection
 from sotay_platform.org_units import create_indexes as create_tree_indexes
@@ -29,13 +25,12 @@ from sotay_platform.settings import AuthSettings
 
 
 class LearningRuntime(ServiceRuntime):
-    """The shared runtime, with learning's store (events + private records) and roll-up health."""
+    """The shared runtime, with the roll-up worker and its health."""
 
     def __init__(self, settings: LearningSettings, auth: AuthSettings | None = None) -> None:
         super().__init__(settings, auth)
-        self.store = MongoLearningStore(self.mongo, settings.database)
-        self.relay.store = self.store
         self.rollup = Rollup(self.db, settings.rollup_interval, self.redis)
+        self.workers.append(("learning-rollup", self.rollup.run))
 
     def health_checks(self) -> dict[str, Check]:
         checks = super().health_checks()
@@ -64,24 +59,13 @@ def create_app(
     runtime.startup_hooks.append(lambda: create_tree_indexes(runtime.db))
     runtime.startup_hooks.append(lambda: create_learning_indexes(runtime.db))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime.lifespan(app):
-            task = asyncio.create_task(runtime.rollup.run(), name="learning-rollup")
-            try:
-                yield
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
     app = FastAPI(
         title="Sổ tay — learning",
         description=(
             "Học tập, quán triệt nghị quyết: đợt học tập, tài liệu, bài kiểm tra, "
             "ngân hàng câu hỏi, cuộc thi tìm hiểu, bài thu hoạch, kết quả theo đơn vị."
         ),
-        lifespan=lifespan,
+        lifespan=runtime.lifespan,
     )
     runtime.install(app)
     app.state.service = LearningService(

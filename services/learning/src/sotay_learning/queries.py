@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from sotay_events import MongoEventStore
 from sotay_learning.projections import (
     BANKS,
     CAMPAIGNS,
@@ -18,14 +19,14 @@ from sotay_learning.projections import (
     RESULTS,
     MongoDirectory,
 )
-from sotay_learning.store import REFLECTIONS, MongoLearningStore
+from sotay_learning.store import REFLECTIONS
 from sotay_platform.org_units import COLLECTION as ORG_UNITS
 
 Doc = dict[str, Any]
 
 
 class Reads:
-    def __init__(self, db: AsyncDatabase[Doc], store: MongoLearningStore) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], store: MongoEventStore) -> None:
         self.db = db
         self.store = store
         self.directory = MongoDirectory(db)
@@ -124,7 +125,7 @@ class Reads:
             .limit(limit)
             .to_list()
         )
-        texts = await self.store.get_records(
+        texts = await self.store.private_records(
             REFLECTIONS, [f"{r['_id']}:{r.get('reflection_submission', 1)}" for r in rows]
         )
         names = await self.names([r["member_id"] for r in rows])

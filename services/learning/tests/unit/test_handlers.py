@@ -9,13 +9,13 @@ from datetime import timedelta
 
 import pytest
 
-from sotay_events import decode
+from sotay_events import InMemoryEventStore, decode
 from sotay_events.catalogue.learning import MaterialKind, QuestionKind, QuizSettings
 from sotay_learning.domain import MaterialDraft
 from sotay_learning.errors import RuleBroken
 from sotay_learning.handlers import LearningService, QuestionDraft
 from sotay_learning.quiz import Answer, OptionDraft
-from sotay_learning.store import ANSWERS, QUESTIONS, REFLECTIONS, InMemoryLearningStore
+from sotay_learning.store import ANSWERS, QUESTIONS, REFLECTIONS
 from sotay_platform.auth import Grant, Principal, Role
 from sotay_platform.errors import Forbidden, NotFound
 
@@ -31,8 +31,8 @@ def member(member_id: str, branch: str = "CB1") -> Principal:
 
 
 @pytest.fixture
-def store() -> InMemoryLearningStore:
-    return InMemoryLearningStore()
+def store() -> InMemoryEventStore:
+    return InMemoryEventStore()
 
 
 @pytest.fixture
@@ -81,12 +81,12 @@ async def launch(svc: LearningService, clock, quiz: bool = True, campaign_id: st
     return campaign
 
 
-async def key_for(store: InMemoryLearningStore, question_ids: list[str]) -> list[Answer]:
-    docs = await store.get_records(QUESTIONS, question_ids)
+async def key_for(store: InMemoryEventStore, question_ids: list[str]) -> list[Answer]:
+    docs = await store.private_records(QUESTIONS, question_ids)
     return [Answer(i, frozenset(docs[i]["correct"])) for i in question_ids]
 
 
-def events(store: InMemoryLearningStore, prefix: str = "") -> list:
+def events(store: InMemoryEventStore, prefix: str = "") -> list:
     return [e for e in store.all_events() if e.stream_id.startswith(prefix)]
 
 
@@ -207,11 +207,11 @@ async def test_no_answer_key_question_text_answer_or_reflection_travels_in_event
     await svc.submit_attempt(who, "HD57", 1, await key_for(store, ids))
     await svc.submit_reflection(who, "HD57", REFLECTION)
     everything = json.dumps([e.payload for e in store.all_events()], ensure_ascii=False)
-    for doc in store.records[QUESTIONS].values():
+    for doc in store.private[QUESTIONS].values():
         assert doc["text"] not in everything
         assert all(o["option_id"] not in everything for o in doc["options"])
     assert "nhận thức rõ hơn" not in everything
-    assert store.records[ANSWERS] and store.records[REFLECTIONS]
+    assert store.private[ANSWERS] and store.private[REFLECTIONS]
 
 
 async def test_late_twice_and_out_of_scope_answers_are_refused(svc, store, clock) -> None:

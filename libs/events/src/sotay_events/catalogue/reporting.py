@@ -102,7 +102,7 @@ class MonthlyReportIssued(DomainEvent):
     month: str = Field(pattern=r"^\d{4}-\d{2}$")
     as_of: datetime = Field(description="end of the report day, Asia/Ho_Chi_Minh, stored in UTC")
     report_day: date
-    issued_at: datetime
+    issued_at: datetime | None = None
     issued_by: str
     figures: UsageFigures
     rows: list[ReportRow] = Field(default_factory=list)
