@@ -189,6 +189,25 @@ class MongoEventStore:
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
             return envelopes
 
+    async def start_streams(self, envelopes: Sequence[EventEnvelope]) -> list[bool]:
+        """Write many first events of independent streams in one unordered insert.
+
+        For hot paths where each fact is a stream of its own (a check-in, a vote):
+        no transaction is needed, and the unique index answers per item. Returns,
+        for each envelope, True if it started its stream, False if the stream
+        already existed (a duplicate: the command was already done).
+        """
+        if not envelopes:
+            return []
+        failed: dict[int, dict[str, Any]] = {}
+        try:
+            await self.events.insert_many([_to_document(e) for e in envelopes], ordered=False)
+        except BulkWriteError as exc:
+            failed = {err["index"]: err for err in exc.details.get("writeErrors", [])}
+            if any(err.get("code") != 11000 for err in failed.values()):
+                raise
+        return [index not in failed for index in range(len(envelopes))]
+
     async def _write_private(
         self, private: Sequence[PrivateRecord], session: AsyncClientSession
     ) -> None:

@@ -1,0 +1,1 @@
+"""meetings: branch and committee meetings, from invitation to the report sent up."""

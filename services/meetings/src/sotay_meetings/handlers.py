@@ -1,0 +1,523 @@
+"""One method per command: load, authorize against the unit's path, decide, append.
+
+Meeting commands load the meeting's stream (a few dozen events at most) and
+append with the expected version. Check-ins and votes never load it: they read
+the meeting's hot state from the cache and start a stream of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from sotay_events import CommandContext, EventStore, Repository, new_event_id
+from sotay_events.catalogue.meetings import MeetingKind
+from sotay_events.catalogue.org_tree import OrgLevel
+from sotay_meetings.checkin import (
+    CheckinCodes,
+    Clock,
+    HotMeeting,
+    IssuedCode,
+    Ledger,
+    MeetingCache,
+    StreamStarter,
+    utc_now,
+)
+from sotay_meetings.domain import (
+    CANCELLED,
+    CLOSED,
+    Attendance,
+    Duplicate,
+    Grade,
+    Meeting,
+    NotInvited,
+    Poll,
+    Vote,
+    Window,
+    WrongState,
+)
+from sotay_meetings.projections import ResolvedUnit
+from sotay_platform.auth import READ_ROLES, Principal, Role
+from sotay_platform.errors import Forbidden, Invalid, NotFound, ServiceError
+
+log = logging.getLogger(__name__)
+
+BRANCH_LEVELS = {OrgLevel.branch.value, OrgLevel.grassroots_branch.value}
+SUPERIOR_ROLES = frozenset({Role.committee_admin, Role.province_admin})
+
+
+def organisers(kind: MeetingKind) -> frozenset[Role]:
+    """Who convenes and runs a meeting: the branch secretary; for a committee meeting, the committee too."""
+    if kind is MeetingKind.committee:
+        return frozenset({Role.branch_secretary, Role.committee_admin})
+    return frozenset({Role.branch_secretary})
+
+
+def attendance_takers(kind: MeetingKind) -> frozenset[Role]:
+    return organisers(kind) | {Role.branch_committee_member}
+
+
+class TooManyAttempts(ServiceError):
+    status_code = 429
+    code = "too_many_attempts"
+
+
+class Units(Protocol):
+    async def resolve(self, unit_id: str) -> ResolvedUnit | None: ...
+
+
+class RosterSource(Protocol):
+    async def expected(self, unit_ids: Sequence[str], kind: MeetingKind) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class CheckIn:
+    meeting_id: str
+    member_id: str
+    recorded: bool  # False: already recorded before, nothing new happened
+    method: str
+
+
+class MeetingsService:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        units: Units,
+        roster: RosterSource,
+        cache: MeetingCache,
+        starter: StreamStarter,
+        ledger: Ledger,
+        codes: CheckinCodes,
+        window: Window | None = None,
+        clock: Clock = utc_now,
+        max_wrong_codes: int = 10,
+        on_saved: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.meetings = Repository(store, Meeting)
+        self.units = units
+        self.roster = roster
+        self.cache = cache
+        self.starter = starter
+        self.ledger = ledger
+        self.codes = codes
+        self.window = window or Window()
+        self.clock = clock
+        self.max_wrong_codes = max_wrong_codes
+        self.on_saved = on_saved
+
+    # Loading and saving.
+
+    async def unit(self, unit_id: str, field: str = "unit_id") -> ResolvedUnit:
+        unit = await self.units.resolve(unit_id)
+        if unit is None:
+            raise NotFound(
+                f"Không tìm thấy đơn vị {unit_id} (hoặc đơn vị đã giải thể)", field=field
+            )
+        return unit
+
+    async def load(self, meeting_id: str) -> Meeting:
+        meeting = await self.meetings.get(meeting_id)
+        if meeting is None:
+            raise NotFound(f"Không tìm thấy cuộc họp {meeting_id}", field="meeting_id")
+        return meeting
+
+    async def path_of(self, meeting: Meeting) -> list[str]:
+        """The unit's path as the tree stands now (after moves and merges)."""
+        unit = await self.units.resolve(meeting.unit_id)
+        return unit.path if unit else [meeting.unit_id]
+
+    async def _save(
+        self,
+        meeting: Meeting,
+        principal: Principal,
+        path: Sequence[str],
+        correlation_id: str | None = None,
+    ) -> None:
+        if not meeting.pending:
+            return
+        context = CommandContext(actor=principal.subject, org_path=tuple(path))
+        if correlation_id:
+            context = replace(context, correlation_id=correlation_id)
+        await self.meetings.save(meeting, context)
+        self.on_saved()
+        await self._refresh(meeting, path)
+
+    async def _refresh(self, meeting: Meeting, path: Sequence[str]) -> None:
+        try:
+            await self.cache.put(HotMeeting.of(meeting, path), meeting.invitees, self.clock())
+        except Exception:  # the store holds the truth; a miss later refills the cache
+            log.exception("could not refresh the cache of meeting %s", meeting.id)
+
+    async def _hot(self, meeting_id: str, member_id: str | None) -> tuple[HotMeeting, bool]:
+        hot, invited = await self.cache.get(meeting_id, member_id)
+        if hot is not None:
+            return hot, invited
+        meeting = await self.load(meeting_id)
+        path = await self.path_of(meeting)
+        await self._refresh(meeting, path)
+        return HotMeeting.of(meeting, path), bool(member_id and meeting.is_invited(member_id))
+
+    def _member_of(self, principal: Principal) -> str:
+        if not principal.member_id:
+            raise Forbidden("Tài khoản không gắn với một đảng viên", field="member_id")
+        return principal.member_id
+
+    # Convening.
+
+    async def convene(
+        self,
+        principal: Principal,
+        *,
+        unit_id: str,
+        kind: MeetingKind,
+        title: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        location: str | None = None,
+        online_url: str | None = None,
+        agenda: Sequence[str] = (),
+        document_ids: Sequence[str] = (),
+        meeting_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> tuple[Meeting, bool]:
+        """Returns the meeting and whether it was convened now; a retried request convenes once."""
+        unit = await self.unit(unit_id)
+        if kind is not MeetingKind.committee and unit.level not in BRANCH_LEVELS:
+            raise Invalid(
+                f"Đơn vị {unit.id} không phải chi bộ: chỉ chi bộ tổ chức sinh hoạt chi bộ "
+                "(cấp ủy dùng loại 'committee')",
+                field="unit_id",
+            )
+        principal.require(organisers(kind), unit.path)
+        if meeting_id:
+            existing = await self.meetings.get(meeting_id)
+            if existing is not None:
+                if (existing.unit_id, existing.title, existing.starts_at) == (
+                    unit.id,
+                    " ".join(title.split()),
+                    starts_at,
+                ):
+                    return existing, False
+                raise Duplicate(
+                    f"Mã cuộc họp {meeting_id} đã được dùng cho cuộc họp khác", field="meeting_id"
+                )
+        invitees = await self.roster.expected(unit.absorbed, kind)
+        meeting = Meeting.convene(
+            meeting_id or new_event_id(),
+            unit_id=unit.id,
+            kind=kind,
+            title=title,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            location=location,
+            online_url=online_url,
+            agenda=list(agenda),
+            document_ids=list(document_ids),
+            invitees=invitees,
+            now=self.clock(),
+        )
+        await self._save(meeting, principal, unit.path, correlation_id)
+        return meeting, True
+
+    async def _organised(self, principal: Principal, meeting_id: str) -> tuple[Meeting, list[str]]:
+        meeting = await self.load(meeting_id)
+        path = await self.path_of(meeting)
+        principal.require(organisers(meeting.kind), path)
+        return meeting, path
+
+    async def reschedule(
+        self,
+        principal: Principal,
+        meeting_id: str,
+        *,
+        starts_at: datetime,
+        ends_at: datetime,
+        location: str | None = None,
+        online_url: str | None = None,
+        reason: str = "",
+    ) -> Meeting:
+        meeting, path = await self._organised(principal, meeting_id)
+        meeting.reschedule(
+            starts_at=starts_at,
+            ends_at=ends_at,
+            location=location,
+            online_url=online_url,
+            reason=reason,
+            now=self.clock(),
+        )
+        await self._save(meeting, principal, path)
+        return meeting
+
+    async def cancel(self, principal: Principal, meeting_id: str, reason: str) -> Meeting:
+        meeting, path = await self._organised(principal, meeting_id)
+        meeting.cancel(reason)
+        await self._save(meeting, principal, path)
+        return meeting
+
+    # Absences.
+
+    async def request_absence(self, principal: Principal, meeting_id: str, reason: str) -> Meeting:
+        member_id = self._member_of(principal)
+        meeting = await self.load(meeting_id)
+        meeting.request_absence(member_id, reason, self.clock())
+        await self._save(meeting, principal, await self.path_of(meeting))
+        return meeting
+
+    async def decide_absence(
+        self,
+        principal: Principal,
+        meeting_id: str,
+        member_id: str,
+        approve: bool,
+        reason: str = "",
+    ) -> Meeting:
+        meeting, path = await self._organised(principal, meeting_id)
+        meeting.decide_absence(member_id, approve, principal.member_id or principal.subject, reason)
+        await self._save(meeting, principal, path)
+        return meeting
+
+    # Attendance: the hot path.
+
+    async def checkin_code(self, principal: Principal, meeting_id: str) -> IssuedCode:
+        """The code the secretary shows (digits and QR); it changes every step."""
+        hot, _ = await self._hot(meeting_id, None)
+        principal.require(attendance_takers(MeetingKind(hot.kind)), hot.org_path)
+        now = self.clock()
+        self._check_open(hot, now, "điểm danh")
+        return self.codes.issue(meeting_id, now)
+
+    def _check_open(self, hot: HotMeeting, now: datetime, what: str) -> None:
+        if hot.status == CANCELLED:
+            raise WrongState("Cuộc họp đã bị hủy", field="meeting_id", code="cancelled")
+        if hot.status == CLOSED:
+            raise WrongState("Cuộc họp đã kết thúc", field="meeting_id", code="closed")
+        self.window.check(hot.starts_at, hot.ends_at, now, what)
+
+    async def check_in(self, principal: Principal, meeting_id: str, code: str) -> CheckIn:
+        """Self check-in with the code the secretary shows."""
+        member_id = self._member_of(principal)
+        hot, invited = await self._hot(meeting_id, member_id)
+        if not invited:
+            raise NotInvited(
+                "Đồng chí không có tên trong danh sách mời họp của cuộc họp này",
+                field="member_id",
+            )
+        now = self.clock()
+        self._check_open(hot, now, "điểm danh")
+        if not self.codes.verify(meeting_id, code, now):
+            wrong = await self.cache.count_wrong_code(meeting_id, member_id)
+            if wrong > self.max_wrong_codes:
+                raise TooManyAttempts(
+                    "Nhập sai mã điểm danh quá nhiều lần, đề nghị đồng chí báo bí thư chi bộ "
+                    "điểm danh giúp",
+                    field="code",
+                )
+            raise Invalid(
+                "Mã điểm danh không đúng hoặc đã hết hạn, đề nghị nhập mã đang hiển thị",
+                field="code",
+                code="wrong_code",
+            )
+        return await self._record(hot, member_id, "self", principal, member_id)
+
+    async def check_in_for(self, principal: Principal, meeting_id: str, member_id: str) -> CheckIn:
+        """The secretary records a member present (a member without a phone)."""
+        hot, invited = await self._hot(meeting_id, member_id)
+        principal.require(attendance_takers(MeetingKind(hot.kind)), hot.org_path)
+        if not invited:
+            raise NotInvited(
+                f"Đảng viên {member_id} không có tên trong danh sách mời họp", field="member_id"
+            )
+        self._check_open(hot, self.clock(), "điểm danh")
+        recorder = principal.member_id or principal.subject
+        return await self._record(hot, member_id, "secretary", principal, recorder)
+
+    async def _record(
+        self,
+        hot: HotMeeting,
+        member_id: str,
+        method: Literal["self", "secretary"],
+        principal: Principal,
+        recorded_by: str,
+    ) -> CheckIn:
+        attendance, event = Attendance.record_presence(
+            hot.meeting_id, hot.unit_id, member_id, method, recorded_by
+        )
+        envelope = await self.starter.start(
+            Attendance.aggregate_type,
+            attendance.id,
+            event,
+            CommandContext(actor=principal.subject, org_path=tuple(hot.org_path)),
+        )
+        if envelope is not None:
+            self.on_saved()
+        return CheckIn(hot.meeting_id, member_id, envelope is not None, method)
+
+    async def attendance(self, principal: Principal, meeting_id: str) -> tuple[Meeting, set[str]]:
+        meeting = await self.load(meeting_id)
+        principal.require(READ_ROLES, await self.path_of(meeting))
+        return meeting, await self.ledger.present(meeting_id)
+
+    # Polls.
+
+    async def open_poll(
+        self,
+        principal: Principal,
+        meeting_id: str,
+        question: str,
+        options: list[str],
+        kind: Literal["opinion", "vote"] = "vote",
+    ) -> Poll:
+        meeting, path = await self._organised(principal, meeting_id)
+        poll_id = new_event_id()
+        meeting.open_poll(poll_id, question, options, kind, self.clock(), self.window)
+        await self._save(meeting, principal, path)
+        return meeting.polls[poll_id]
+
+    async def vote(self, principal: Principal, meeting_id: str, poll_id: str, option: str) -> None:
+        member_id = self._member_of(principal)
+        hot, invited = await self._hot(meeting_id, member_id)
+        if not invited:
+            raise NotInvited(
+                "Đồng chí không có tên trong danh sách mời họp của cuộc họp này",
+                field="member_id",
+            )
+        self._check_open(hot, self.clock(), "biểu quyết")
+        options = hot.open_polls.get(poll_id)
+        if options is None:
+            raise WrongState(
+                "Nội dung lấy ý kiến không tồn tại hoặc đã kết thúc",
+                field="poll_id",
+                code="poll_closed",
+            )
+        if not await self.ledger.is_present(meeting_id, member_id):
+            raise NotInvited(
+                "Chỉ đảng viên có mặt (đã điểm danh) mới được biểu quyết",
+                field="member_id",
+                code="not_present",
+            )
+        vote, event = Vote.cast(meeting_id, poll_id, member_id, option, options)
+        envelope = await self.starter.start(
+            Vote.aggregate_type,
+            vote.id,
+            event,
+            CommandContext(actor=principal.subject, org_path=tuple(hot.org_path)),
+        )
+        if envelope is None:
+            raise Duplicate("Đồng chí đã biểu quyết nội dung này", field="poll_id")
+        self.on_saved()
+
+    async def close_poll(self, principal: Principal, meeting_id: str, poll_id: str) -> Poll:
+        meeting, path = await self._organised(principal, meeting_id)
+        meeting.poll(poll_id)
+        votes = await self.ledger.votes(meeting_id, poll_id)
+        poll = meeting.close_poll(poll_id, votes)
+        await self._save(meeting, principal, path)
+        return poll
+
+    # After the meeting.
+
+    async def record_minutes(
+        self,
+        principal: Principal,
+        meeting_id: str,
+        content: str,
+        conclusions: list[str],
+        document_ids: list[str],
+    ) -> Meeting:
+        meeting, path = await self._organised(principal, meeting_id)
+        meeting.record_minutes(
+            principal.member_id or principal.subject,
+            content,
+            conclusions,
+            document_ids,
+            self.clock(),
+        )
+        await self._save(meeting, principal, path)
+        return meeting
+
+    async def close(self, principal: Principal, meeting_id: str) -> Meeting:
+        meeting, path = await self._organised(principal, meeting_id)
+        present = await self.ledger.present(meeting_id)
+        meeting.close(present, self.clock())
+        await self._save(meeting, principal, path)
+        return meeting
+
+    async def grade(self, principal: Principal, meeting_id: str, grade: Grade) -> Meeting:
+        meeting, path = await self._organised(principal, meeting_id)
+        meeting.grade_quality(grade, principal.member_id or principal.subject)
+        await self._save(meeting, principal, path)
+        return meeting
+
+    async def submit_report(self, principal: Principal, meeting_id: str, summary: str) -> Meeting:
+        meeting, path = await self._organised(principal, meeting_id)
+        if len(path) < 2:
+            raise Invalid("Đơn vị không có cấp ủy cấp trên để gửi báo cáo", field="meeting_id")
+        meeting.submit_report(path[-2], principal.member_id or principal.subject, summary)
+        await self._save(meeting, principal, path)
+        return meeting
+
+    async def acknowledge_report(self, principal: Principal, meeting_id: str) -> Meeting:
+        meeting = await self.load(meeting_id)
+        path = await self.path_of(meeting)
+        if meeting.report_to is None:
+            raise WrongState(
+                "Chi bộ chưa gửi báo cáo cuộc họp này", field="meeting_id", code="no_report"
+            )
+        superior_path = await self._path_of_unit(meeting.report_to)
+        principal.require(SUPERIOR_ROLES, superior_path)
+        meeting.acknowledge_report(meeting.report_to, principal.member_id or principal.subject)
+        await self._save(meeting, principal, path)
+        return meeting
+
+    async def _path_of_unit(self, unit_id: str) -> list[str]:
+        unit = await self.units.resolve(unit_id)
+        return unit.path if unit else [unit_id]
+
+    # Reading.
+
+    async def view(self, principal: Principal, meeting_id: str) -> tuple[Meeting, list[str]]:
+        """Invitees see their meeting; secretaries and committees above see their units'."""
+        meeting = await self.load(meeting_id)
+        path = await self.path_of(meeting)
+        if principal.member_id and meeting.is_invited(principal.member_id):
+            return meeting, path
+        if meeting.report_to and principal.covers(
+            SUPERIOR_ROLES, await self._path_of_unit(meeting.report_to)
+        ):
+            return meeting, path
+        principal.require(READ_ROLES, path)
+        return meeting, path
+
+    async def statistics(self, principal: Principal, meeting_id: str) -> dict[str, Any]:
+        """Invited, present, excused, absent without leave: final once closed, live before."""
+        meeting, _ = await self.view(principal, meeting_id)
+        if meeting.closing is not None:
+            closing = meeting.closing
+            present, excused, absent = (
+                closing.present_ids,
+                closing.excused_ids,
+                closing.absent_without_leave_ids,
+            )
+            final = True
+        else:
+            checked_in = await self.ledger.present(meeting_id)
+            present = [m for m in meeting.invitees if m in checked_in]
+            excused = meeting.excused_ids(checked_in)
+            absent = [m for m in meeting.invitees if m not in checked_in and m not in excused]
+            final = False
+        return {
+            "meeting_id": meeting.id,
+            "unit_id": meeting.unit_id,
+            "final": final,
+            "invited": len(meeting.invitees),
+            "present": len(present),
+            "excused": len(excused),
+            "absent_without_leave": len(absent),
+            "present_ids": present,
+            "excused_ids": excused,
+            "absent_without_leave_ids": absent,
+        }
