@@ -115,7 +115,7 @@ def decode(envelope: EventEnvelope) -> DomainEvent:
     return CATALOGUE.decode(envelope.event_type, envelope.schema_version, envelope.payload)
 
 
-def _to_document(envelope: EventEnvelope) -> dict[str, Any]:
+def to_document(envelope: EventEnvelope) -> dict[str, Any]:
     doc = envelope.model_dump()
     doc["_id"] = doc.pop("event_id")
     doc["org_path"] = list(envelope.org_path)
@@ -124,7 +124,7 @@ def _to_document(envelope: EventEnvelope) -> dict[str, Any]:
     return doc
 
 
-def _from_document(doc: dict[str, Any]) -> EventEnvelope:
+def from_document(doc: dict[str, Any]) -> EventEnvelope:
     doc = dict(doc)
     doc["event_id"] = doc.pop("_id")
     doc.pop("stream_id", None)
@@ -172,7 +172,7 @@ class MongoEventStore:
             envelopes = make_envelopes(
                 aggregate_type, aggregate_id, expected_version, events, context
             )
-            docs = [_to_document(e) for e in envelopes]
+            docs = [to_document(e) for e in envelopes]
             try:
                 if len(docs) == 1 and not private:
                     await self.events.insert_one(docs[0])
@@ -201,7 +201,7 @@ class MongoEventStore:
             return []
         failed: dict[int, dict[str, Any]] = {}
         try:
-            await self.events.insert_many([_to_document(e) for e in envelopes], ordered=False)
+            await self.events.insert_many([to_document(e) for e in envelopes], ordered=False)
         except BulkWriteError as exc:
             failed = {err["index"]: err for err in exc.details.get("writeErrors", [])}
             if any(err.get("code") != 11000 for err in failed.values()):
@@ -234,11 +234,11 @@ class MongoEventStore:
         cursor = self.events.find({"stream_id": f"{aggregate_type}-{aggregate_id}"}).sort(
             "aggregate_version", ASCENDING
         )
-        return [_from_document(doc) async for doc in cursor]
+        return [from_document(doc) async for doc in cursor]
 
     async def unpublished(self, limit: int) -> list[EventEnvelope]:
         cursor = self.events.find({"published": False}).sort("_id", ASCENDING).limit(limit)
-        return [_from_document(doc) async for doc in cursor]
+        return [from_document(doc) async for doc in cursor]
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         await self.events.update_many(
@@ -251,7 +251,7 @@ class MongoEventStore:
     async def all_events(self, batch_size: int = 5000) -> list[EventEnvelope]:
         """The whole history in recorded order: what a rebuild replays."""
         cursor = self.events.find({}).sort("_id", ASCENDING).batch_size(batch_size)
-        return [_from_document(doc) async for doc in cursor]
+        return [from_document(doc) async for doc in cursor]
 
 
 def _only_duplicates(exc: BulkWriteError) -> bool:

@@ -1,0 +1,1 @@
+"""identity: party members, their accounts, roles and personal records."""

@@ -1,0 +1,239 @@
+"""Commands on an in-memory store: registration, scope, roles, sign-in, uniqueness."""
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from sotay_identity.domain import RuleBroken
+from sotay_identity.handlers import AccountLocked, IdentityService
+from sotay_identity.storage import MemoryStorage
+from sotay_identity.tree import MemoryTree
+from sotay_platform.auth import Principal, Role, TokenVerifier
+from sotay_platform.errors import Conflict, Forbidden, Unauthorized
+from sotay_platform.settings import AuthSettings
+
+from .conftest import member_input
+
+Make = Callable[..., Principal]
+PASSWORD = "matkhau123"
+
+
+async def approved(service: IdentityService, principal: Make, branch: str = "CB1", **kw: str):
+    member = await service.register(member_input(**kw), branch, PASSWORD)
+    await service.approve(principal(Role.branch_secretary, branch), member.id)
+    return member
+
+
+async def test_register_approve_login_and_verify_offline(
+    service: IdentityService, principal: Make
+) -> None:
+    member = await service.register(member_input(), "CB1", PASSWORD)
+    with pytest.raises(Forbidden) as exc:
+        await service.login("0912345678", PASSWORD)
+    assert exc.value.code == "pending_approval"
+    await service.approve(principal(Role.branch_secretary, "CB1"), member.id)
+    tokens = await service.login("0912 345 678", PASSWORD)
+    verifier = TokenVerifier(AuthSettings(), service.issuer.jwks())
+    caller = verifier.verify(tokens.access_token)
+    assert caller.member_id == member.id
+    assert caller.covers([Role.member], ["TW", "HN", "HN.X", "CB1"])
+    assert not caller.covers([Role.member], ["TW", "HN", "HN.X", "CB2"])
+    view = await service.view(caller, member.id)
+    assert view["personal"]["citizen_id"] == "001075001234"
+    assert view["personal"]["birth_date"] == "15/08/1975"
+    assert view["admitted_on"] == "03/02/2000"
+
+
+async def test_events_carry_no_personal_data(service: IdentityService, principal: Make) -> None:
+    await approved(service, principal)
+    await service.login("0912345678", PASSWORD)
+    storage = service.storage
+    assert isinstance(storage, MemoryStorage)
+    text = str([e.model_dump() for e in storage.store.all_events()])
+    for secret in ("001075001234", "0912345678", "1975-08-15", "15/08/1975", PASSWORD):
+        assert secret not in text
+    types = [e.event_type for e in storage.store.all_events()]
+    assert types == [
+        "MemberRegistered",
+        "MemberRegistrationApproved",
+        "AccountActivated",
+        "MemberSignedIn",
+    ]
+    assert storage.store.all_events()[0].org_path == ("TW", "HN", "HN.X", "CB1")
+
+
+async def test_secretary_of_another_branch_is_refused(
+    service: IdentityService, principal: Make
+) -> None:
+    member = await service.register(member_input(), "CB1", PASSWORD)
+    other = principal(Role.branch_secretary, "CB2")
+    for call in (
+        service.approve(other, member.id),
+        service.reject(other, member.id, "không đúng"),
+        service.view(other, member.id),
+        service.update(other, member.id, {"full_name": "Nguyễn Văn Ba"}),
+        service.transfer(other, member.id, "CB2"),
+        service.roster(other, "CB1"),
+    ):
+        with pytest.raises(Forbidden):
+            await call
+    with pytest.raises(Forbidden):
+        await service.create_member(other, member_input(citizen_id="001075009999"), "CB1")
+
+
+async def test_the_branch_must_exist_and_hold_members(
+    service: IdentityService, tree: MemoryTree
+) -> None:
+    for branch, words in (
+        ("NOPE", "Không tìm thấy"),
+        ("HN.X", "không phải chi bộ"),
+        (None, "bắt buộc"),
+    ):
+        with pytest.raises(RuleBroken) as exc:
+            await service.register(member_input(), branch, PASSWORD)
+        assert exc.value.field == "branch_id"
+        assert words in exc.value.message
+    tree.merge("CB2", "CB1")
+    with pytest.raises(RuleBroken) as exc:
+        await service.register(member_input(), "CB2", PASSWORD)
+    assert "hợp nhất" in exc.value.message
+
+
+async def test_citizen_id_and_party_card_are_unique_even_concurrently(
+    service: IdentityService,
+) -> None:
+    results = await asyncio.gather(
+        service.register(member_input(), "CB1", PASSWORD),
+        service.register(member_input(phone="0987654321"), "CB2", PASSWORD),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(errors) == 1 and isinstance(errors[0], Conflict)
+    with pytest.raises(Conflict) as exc:
+        await service.register(
+            member_input(citizen_id="001075005555", phone="0987654321"), "CB1", PASSWORD
+        )
+    assert exc.value.field == "party_card_no"
+    winner = next(r for r in results if not isinstance(r, BaseException))
+    phone = (await service.storage.personal(winner.id)).phone  # type: ignore[union-attr]
+    with pytest.raises(Conflict) as exc:
+        await service.register(
+            member_input(citizen_id="001075005555", party_card_no="999999", phone=phone),
+            "CB1",
+            PASSWORD,
+        )
+    assert exc.value.field == "phone"
+
+
+async def test_rejection_frees_the_keys_and_erases_personal_data(
+    service: IdentityService, principal: Make
+) -> None:
+    first = await service.register(member_input(), "CB1", PASSWORD)
+    await service.reject(principal(Role.branch_secretary, "CB1"), first.id, "Sai chi bộ")
+    assert await service.storage.personal(first.id) is None
+    again = await service.register(member_input(), "CB2", PASSWORD)
+    assert again.id != first.id
+
+
+async def test_lockout_after_repeated_failures(service: IdentityService, principal: Make) -> None:
+    member = await approved(service, principal)
+    for left in (2, 1):
+        with pytest.raises(Unauthorized) as exc:
+            await service.login("0912345678", "sai-mat-khau1")
+        assert f"còn {left} lần" in exc.value.message
+    with pytest.raises(AccountLocked):
+        await service.login("0912345678", "sai-mat-khau1")
+    with pytest.raises(AccountLocked):
+        await service.login("0912345678", PASSWORD)  # even the right password
+    await service.reset_password(principal(Role.branch_secretary, "CB1"), member.id, "tamthoi123")
+    tokens = await service.login("0912345678", "tamthoi123")
+    assert tokens.must_change_password
+
+
+async def test_refresh_rotates_and_a_reused_token_ends_the_session(
+    service: IdentityService, principal: Make
+) -> None:
+    await approved(service, principal)
+    first = await service.login("0912345678", PASSWORD)
+    second = await service.refresh(first.refresh_token)
+    assert second.refresh_token != first.refresh_token
+    with pytest.raises(Unauthorized):
+        await service.refresh(first.refresh_token)  # spent: the session ends
+    with pytest.raises(Unauthorized):
+        await service.refresh(second.refresh_token)
+
+
+async def test_grants_stay_within_the_granters_scope(
+    service: IdentityService, principal: Make
+) -> None:
+    member = await approved(service, principal)
+    commune_admin = principal(Role.committee_admin, "HN.X")
+    await service.grant(commune_admin, member.id, "branch_secretary", "CB1")
+    secretary = principal(Role.branch_secretary, "CB1")
+    with pytest.raises(Forbidden):  # a secretary does not make secretaries
+        await service.grant(secretary, member.id, "branch_secretary", "CB1")
+    with pytest.raises(Forbidden):  # nor beyond their scope
+        await service.grant(commune_admin, member.id, "province_admin", "HN")
+    with pytest.raises(Forbidden):
+        await service.grant(principal(Role.committee_admin, "HP.X"), member.id, "editor", "HP.X")
+    with pytest.raises(RuleBroken) as exc:  # a branch role belongs to the member's branch
+        await service.grant(commune_admin, member.id, "branch_committee_member", "CB2")
+    assert exc.value.field == "unit_id"
+    with pytest.raises(RuleBroken) as exc:  # a province admin sits on a province
+        await service.grant(principal(Role.system_admin, "TW"), member.id, "province_admin", "CB1")
+    assert exc.value.field == "unit_id"
+    await service.grant(secretary, member.id, "branch_committee_member", "CB1")
+    tokens = await service.login("0912345678", PASSWORD)
+    claims = TokenVerifier(AuthSettings(), service.issuer.jwks()).verify(tokens.access_token)
+    assert {(g.role, g.unit_id) for g in claims.grants} == {
+        (Role.member, "CB1"),
+        (Role.branch_secretary, "CB1"),
+        (Role.branch_committee_member, "CB1"),
+    }
+    await service.revoke(commune_admin, member.id, "branch_secretary", "CB1")
+    refreshed = await service.refresh(tokens.refresh_token)
+    claims = TokenVerifier(AuthSettings(), service.issuer.jwks()).verify(refreshed.access_token)
+    assert Role.branch_secretary not in {g.role for g in claims.grants}
+
+
+async def test_members_edit_their_summary_but_not_their_discipline(
+    service: IdentityService, principal: Make
+) -> None:
+    member = await approved(service, principal)
+    me = Principal(member.id, (), member_id=member.id)
+    await service.update(
+        me,
+        member.id,
+        {"phone": "0987654321"},
+        {"work_history": [{"content": "Giáo viên", "from_date": "01/09/1998"}]},
+    )
+    with pytest.raises(RuleBroken) as exc:
+        await service.update(me, member.id, {}, {"discipline": [{"content": "Khiển trách"}]})
+    assert exc.value.status_code == 403
+    await service.login("0987654321", PASSWORD)  # the new phone signs in
+    with pytest.raises(Unauthorized):
+        await service.login("0912345678", PASSWORD)
+    view = await service.view(me, member.id)
+    assert view["personal"]["records"]["work_history"][0]["from_date"] == "01/09/1998"
+
+
+async def test_transfer_needs_both_branches_in_scope(
+    service: IdentityService, principal: Make
+) -> None:
+    member = await approved(service, principal)
+    with pytest.raises(Forbidden):
+        await service.transfer(principal(Role.branch_secretary, "CB1"), member.id, "CB2")
+    moved = await service.transfer(principal(Role.committee_admin, "HN.X"), member.id, "CB2")
+    assert moved.branch_id == "CB2"
+    with pytest.raises(Forbidden):
+        await service.view(principal(Role.branch_secretary, "CB1"), member.id)
+    await service.view(principal(Role.branch_secretary, "CB2"), member.id)
+
+
+async def test_removal_closes_the_account(service: IdentityService, principal: Make) -> None:
+    member = await approved(service, principal)
+    await service.login("0912345678", PASSWORD)
+    await service.remove(principal(Role.branch_secretary, "CB1"), member.id, "deceased")
+    with pytest.raises(Unauthorized):
+        await service.login("0912345678", PASSWORD)
