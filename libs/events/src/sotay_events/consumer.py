@@ -42,7 +42,11 @@ Applied = tuple[EventEnvelope, DomainEvent]
 
 
 class Projection(Protocol):
-    """A read model fed by events. Every write goes through `session`."""
+    """A read model fed by events. Every write goes through `session`.
+
+    A projection may also declare `event_types: frozenset[str]`, the only types
+    it reads; the runner then neither decodes nor tracks the others.
+    """
 
     name: str
     collections: Sequence[str]
@@ -75,9 +79,12 @@ class ProjectionRunner:
         `carriers` holds each message's Kafka headers by event id: every event's
         span continues the trace its headers carry, so a batch joins many traces.
         """
+        wanted = getattr(self.projection, "event_types", None)
         unique: dict[str, EventEnvelope] = {}
         for envelope in envelopes:
-            unique.setdefault(envelope.event_id, envelope)
+            # Events the projection never reads are skipped untracked: they change nothing.
+            if wanted is None or envelope.event_type in wanted:
+                unique.setdefault(envelope.event_id, envelope)
         if not unique:
             return 0
         spans = [

@@ -21,7 +21,12 @@ from sotay_platform.auth import TokenVerifier
 from sotay_platform.errors import install_error_handlers
 from sotay_platform.health import Check, health_router
 from sotay_platform.settings import AuthSettings, ServiceSettings
-from sotay_platform.telemetry import instrument_app, setup_metrics, setup_tracing
+from sotay_platform.telemetry import (
+    instrument_app,
+    quiet_personal_data_loggers,
+    setup_metrics,
+    setup_tracing,
+)
 
 
 class ServiceRuntime:
@@ -56,6 +61,8 @@ class ServiceRuntime:
         self.verifier = verifier or TokenVerifier(auth or AuthSettings())
         self.runners: list[ProjectionRunner] = []
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        # A service's own readiness checks (Redis, a worker), beside the shared ones.
+        self.readiness_checks: dict[str, Check] = {}
         # Long-running loops (a roll-up, a scheduler) started after the broker, cancelled at stop.
         self.workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -123,7 +130,8 @@ class ServiceRuntime:
                 for r in self.runners
             } | {"ok": True}
 
-        return {"mongo": mongo, "outbox": outbox, "projections": projections}
+        shared: dict[str, Check] = {"mongo": mongo, "outbox": outbox, "projections": projections}
+        return shared | self.readiness_checks
 
     def _observe_metrics(self) -> None:
         meter = metrics.get_meter("sotay_platform.runtime")
@@ -155,6 +163,7 @@ class ServiceRuntime:
         app.state.token_verifier = self.verifier
         install_error_handlers(app)
         app.include_router(health_router(self.health_checks()))
+        quiet_personal_data_loggers()
         setup_tracing(self.settings.service_name)
         setup_metrics(self.settings.service_name)
         self._observe_metrics()

@@ -43,12 +43,19 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+def quiet_personal_data_loggers() -> None:
+    """PyMongo logs whole commands (documents with citizen IDs and phones) at DEBUG: never that."""
+    for name in ("pymongo", "pymongo.command", "pymongo.connection", "pymongo.serverSelection"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet_personal_data_loggers()
 
 
 def setup_tracing(
