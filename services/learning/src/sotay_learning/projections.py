@@ -28,18 +28,6 @@ from pymongo import ASCENDING, DESCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from sotay_events.catalogue.identity import (
-    MemberProfileUpdated,
-    MemberRegistered,
-    MemberRegistrationApproved,
-    MemberRegistrationRejected,
-    MemberRemoved,
-    MemberStatus,
-    MemberStatusChanged,
-    MemberTransferred,
-    RoleGranted,
-    RoleRevoked,
-)
 from sotay_events.catalogue.learning import (
     ContestClosed,
     ContestEntryStarted,
@@ -63,6 +51,7 @@ from sotay_events.consumer import Applied
 from sotay_learning.handlers import MemberInfo
 from sotay_platform.org_units import COLLECTION as ORG_UNITS
 from sotay_platform.org_units import MERGED
+from sotay_platform.roster import MEMBER_EVENTS, apply_member_event, fold_members, is_expected
 
 Doc = dict[str, Any]
 
@@ -81,62 +70,6 @@ CONTEST_COUNTS = "contest_branch_counts"
 DIRTY = "rollup_dirty"
 RESULTS = "results_units"  # written by the roll-up worker
 
-TAKING_PART = {MemberStatus.official.value, MemberStatus.probationary.value}
-
-MEMBER_EVENTS = (
-    MemberRegistered,
-    MemberRegistrationApproved,
-    MemberRegistrationRejected,
-    MemberProfileUpdated,
-    MemberStatusChanged,
-    MemberTransferred,
-    MemberRemoved,
-    RoleGranted,
-    RoleRevoked,
-)
-
-
-def must_take_part(doc: Doc) -> bool:
-    """Official and probationary members, approved, still on the rolls; not the exempted."""
-    return (
-        bool(doc.get("approved"))
-        and not doc.get("removed")
-        and doc.get("status") in TAKING_PART
-        and bool(doc.get("branch_id"))
-    )
-
-
-def apply_member_event(doc: Doc, event: Any) -> None:
-    """Identity's facts about one member, folded into a roster row (shared by both projections)."""
-    match event:
-        case MemberRegistered():
-            doc.update(
-                full_name=event.full_name,
-                branch_id=event.branch_id,
-                status=event.status.value,
-                approved=False,
-                rejected=False,
-                removed=False,
-            )
-        case MemberRegistrationApproved():
-            doc.update(approved=True, rejected=False, branch_id=event.branch_id)
-        case MemberRegistrationRejected():
-            doc.update(approved=False, rejected=True)
-        case MemberProfileUpdated():
-            if event.full_name:
-                doc["full_name"] = event.full_name
-        case MemberStatusChanged():
-            doc.update(status=event.status.value, branch_id=event.branch_id)
-        case MemberTransferred():
-            doc["branch_id"] = event.to_branch_id
-        case MemberRemoved():
-            doc["removed"] = True
-        case RoleGranted():
-            roles = [r for r in doc.get("roles", []) if r != [event.role, event.unit_id]]
-            doc["roles"] = [*roles, [event.role, event.unit_id]]
-        case RoleRevoked():
-            doc["roles"] = [r for r in doc.get("roles", []) if r != [event.role, event.unit_id]]
-
 
 def _member_id(event: Any) -> str:
     return str(event.member_id)
@@ -151,29 +84,15 @@ class RosterProjection:
     async def apply_batch(
         self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
     ) -> None:
-        events = [(env, ev) for env, ev in items if isinstance(ev, MEMBER_EVENTS)]
-        if not events:
-            return
-        ids = list(dict.fromkeys(_member_id(ev) for _, ev in events))
-        docs = {d["_id"]: d async for d in db[MEMBERS].find({"_id": {"$in": ids}}, session=session)}
-        before = {i: _counted_branch(docs.get(i)) for i in ids}
-        for envelope, event in events:
-            doc = docs.setdefault(_member_id(event), {"_id": _member_id(event)})
-            apply_member_event(doc, event)
-            doc["version"] = envelope.aggregate_version
+        before, after = await fold_members(db[MEMBERS], items, session)
         deltas: dict[str, int] = defaultdict(int)
-        for member_id in ids:
-            doc = docs[member_id]
-            doc["eligible"] = must_take_part(doc)
-            after = _counted_branch(doc)
-            if before[member_id] != after:
-                if before[member_id]:
-                    deltas[before[member_id]] -= 1  # type: ignore[index]
-                if after:
-                    deltas[after] += 1
-        await db[MEMBERS].bulk_write(
-            [ReplaceOne({"_id": i}, docs[i], upsert=True) for i in ids], session=session
-        )
+        for member_id, doc in after.items():
+            was, now = _counted_branch(before[member_id]), _counted_branch(doc)
+            if was != now:
+                if was:
+                    deltas[was] -= 1
+                if now:
+                    deltas[now] += 1
         changed = {b: d for b, d in deltas.items() if d}
         if changed:
             await db[HEADCOUNT].bulk_write(
@@ -190,7 +109,7 @@ class RosterProjection:
 
 
 def _counted_branch(doc: Doc | None) -> str | None:
-    return str(doc["branch_id"]) if doc and must_take_part(doc) else None
+    return str(doc["branch_id"]) if doc and is_expected(doc) else None
 
 
 # Learning's own events ------------------------------------------------------------------------
@@ -210,7 +129,7 @@ CONTEST_COUNTERS = ("participants", "entries", "scored", "score_sum")
 
 def campaign_contribution(row: Doc, member: Doc | None) -> Doc | None:
     """What one member's participation adds to their branch's counters, if they must take part."""
-    if member is not None and not must_take_part(member):
+    if member is not None and not is_expected(member):
         return None
     branch = member["branch_id"] if member is not None else row["branch_id"]
     scored = row.get("best_score") is not None
@@ -228,7 +147,7 @@ def campaign_contribution(row: Doc, member: Doc | None) -> Doc | None:
 
 
 def contest_contribution(row: Doc, member: Doc | None) -> Doc | None:
-    if member is not None and not must_take_part(member):
+    if member is not None and not is_expected(member):
         return None
     branch = member["branch_id"] if member is not None else row["branch_id"]
     scored = row.get("best_score") is not None
@@ -623,7 +542,7 @@ def member_info(doc: Doc) -> MemberInfo:
         full_name=doc.get("full_name", ""),
         branch_id=doc.get("branch_id", ""),
         status=doc.get("status", ""),
-        eligible=must_take_part(doc),
+        eligible=is_expected(doc),
         approved=bool(doc.get("approved")),
         removed=bool(doc.get("removed")),
     )

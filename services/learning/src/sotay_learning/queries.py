@@ -98,7 +98,7 @@ class Reads:
         """Everyone who must take part in a branch (a few hundred at most), with their progress."""
         members = (
             await self.db[MEMBERS]
-            .find({"branch_id": branch_id, "eligible": True})
+            .find({"branch_id": branch_id, "expected": True})
             .sort("full_name", ASCENDING)
             .to_list()
         )

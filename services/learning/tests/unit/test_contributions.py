@@ -1,6 +1,7 @@
 """The counters' arithmetic: a member counts once, in their current branch, while they take part."""
 
-from sotay_learning.projections import _settle, campaign_contribution, must_take_part
+from sotay_learning.projections import _settle, campaign_contribution
+from sotay_platform.roster import is_expected as must_take_part
 
 
 def member(branch: str, status: str = "official", **extra: object) -> dict:

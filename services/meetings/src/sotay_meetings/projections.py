@@ -24,18 +24,6 @@ from pymongo import ASCENDING, DESCENDING, UpdateMany, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from sotay_events.catalogue.identity import (
-    MemberProfileUpdated,
-    MemberRegistered,
-    MemberRegistrationApproved,
-    MemberRegistrationRejected,
-    MemberRemoved,
-    MemberStatus,
-    MemberStatusChanged,
-    MemberTransferred,
-    RoleGranted,
-    RoleRevoked,
-)
 from sotay_events.catalogue.meetings import (
     AbsenceApproved,
     AbsenceDeclined,
@@ -56,6 +44,7 @@ from sotay_events.catalogue.meetings import (
 from sotay_events.consumer import Applied
 from sotay_meetings.display import month_key
 from sotay_platform.org_units import ACTIVE, MERGED, OrgUnits
+from sotay_platform.roster import MEMBER_EVENT_TYPES, fold_members
 
 Doc = dict[str, Any]
 
@@ -66,7 +55,6 @@ BRANCH_MONTHS = "branch_months"
 MEMBER_MONTHS = "member_months"
 MEMBER_YEARS = "member_years"
 
-EXPECTED_STATUSES = [MemberStatus.official.value, MemberStatus.probationary.value]
 COMMITTEE_ROLES = ["branch_secretary", "branch_committee_member", "committee_admin"]
 # The Party Charter's rule: absent without leave from this many branch meetings in a year.
 AWOL_FLAG_THRESHOLD = 3
@@ -80,96 +68,12 @@ class RosterProjection:
     name = "roster"
     collections = (ROSTER,)
 
+    event_types = MEMBER_EVENT_TYPES
+
     async def apply_batch(
         self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
     ) -> None:
-        writes: list[UpdateOne] = []
-        for _envelope, event in items:
-            match event:
-                case MemberRegistered():
-                    writes.append(
-                        UpdateOne(
-                            {"_id": event.member_id},
-                            {
-                                "$set": {
-                                    "full_name": event.full_name,
-                                    "branch_id": event.branch_id,
-                                    "status": event.status.value,
-                                    "rejected": False,
-                                    "removed": False,
-                                },
-                                "$setOnInsert": {"approved": False, "roles": []},
-                            },
-                            upsert=True,
-                        )
-                    )
-                case MemberRegistrationApproved():
-                    writes.append(
-                        UpdateOne(
-                            {"_id": event.member_id},
-                            {"$set": {"approved": True, "branch_id": event.branch_id}},
-                            upsert=True,
-                        )
-                    )
-                case MemberRegistrationRejected():
-                    writes.append(
-                        UpdateOne(
-                            {"_id": event.member_id},
-                            {"$set": {"rejected": True, "approved": False}},
-                            upsert=True,
-                        )
-                    )
-                case MemberStatusChanged():
-                    writes.append(
-                        UpdateOne(
-                            {"_id": event.member_id},
-                            {"$set": {"status": event.status.value, "branch_id": event.branch_id}},
-                            upsert=True,
-                        )
-                    )
-                case MemberTransferred():
-                    writes.append(
-                        UpdateOne(
-                            {"_id": event.member_id},
-                            {"$set": {"branch_id": event.to_branch_id}},
-                            upsert=True,
-                        )
-                    )
-                case MemberRemoved():
-                    writes.append(
-                        UpdateOne(
-                            {"_id": event.member_id},
-                            {"$set": {"removed": True, "removed_reason": event.reason}},
-                            upsert=True,
-                        )
-                    )
-                case MemberProfileUpdated() if event.full_name:
-                    writes.append(
-                        UpdateOne(
-                            {"_id": event.member_id}, {"$set": {"full_name": event.full_name}}
-                        )
-                    )
-                case RoleGranted():
-                    writes.append(
-                        UpdateOne(
-                            {"_id": event.member_id},
-                            {
-                                "$addToSet": {
-                                    "roles": {"role": event.role, "unit_id": event.unit_id}
-                                }
-                            },
-                            upsert=True,
-                        )
-                    )
-                case RoleRevoked():
-                    writes.append(
-                        UpdateOne(
-                            {"_id": event.member_id},
-                            {"$pull": {"roles": {"role": event.role, "unit_id": event.unit_id}}},
-                        )
-                    )
-        if writes:
-            await db[ROSTER].bulk_write(writes, ordered=True, session=session)
+        await fold_members(db[ROSTER], items, session)
 
 
 class Roster:
@@ -181,12 +85,7 @@ class Roster:
         await self.members.create_index([("roles.unit_id", ASCENDING)])
 
     def _expected(self, unit_ids: Sequence[str], kind: MeetingKind) -> Doc:
-        query: Doc = {
-            "approved": True,
-            "rejected": {"$ne": True},
-            "removed": {"$ne": True},
-            "status": {"$in": EXPECTED_STATUSES},
-        }
+        query: Doc = {"expected": True}
         if kind is MeetingKind.committee:
             query["roles"] = {
                 "$elemMatch": {"unit_id": {"$in": list(unit_ids)}, "role": {"$in": COMMITTEE_ROLES}}
