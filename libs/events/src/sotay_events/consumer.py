@@ -45,7 +45,8 @@ class Projection(Protocol):
     """A read model fed by events. Every write goes through `session`.
 
     A projection may also declare `event_types: frozenset[str]`, the only types
-    it reads; the runner then neither decodes nor tracks the others.
+    it reads (the runner then neither decodes nor tracks the others), and
+    `async create_indexes(db)`, which the runner calls again after a reset.
     """
 
     name: str
@@ -140,6 +141,10 @@ class ProjectionRunner:
         for name in self.projection.collections:
             await self.db.drop_collection(name)
         await self.tracking.drop()
+        # Dropping took the indexes too; a projection that declares them gets them back.
+        create_indexes = getattr(self.projection, "create_indexes", None)
+        if create_indexes is not None:
+            await create_indexes(self.db)
 
     async def rebuild(self, history: Sequence[EventEnvelope], batch_size: int = 1000) -> int:
         """Replay a whole history from scratch; the result must equal the live model."""

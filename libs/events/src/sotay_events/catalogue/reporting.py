@@ -70,7 +70,9 @@ class UsageFiguresPublished(DomainEvent):
     unit_name: str
     level: str = Field(description="OrgLevel of the unit")
     path: list[str] = Field(description="unit ids from the root down to this unit")
-    period: str = Field(description="the calendar month, YYYY-MM", pattern=r"^\d{4}-\d{2}$")
+    period: str = Field(
+        description="the calendar month, YYYY-MM", pattern=r"^\d{4}-\d{2}$", examples=["2026-11"]
+    )
     period_kind: Literal["month_to_date", "monthly_report"] = "month_to_date"
     as_of: datetime = Field(description="the moment the figures describe (UTC)")
     figures: UsageFigures
@@ -99,10 +101,10 @@ class MonthlyReportIssued(DomainEvent):
     unit_id: str
     unit_name: str
     level: str
-    month: str = Field(pattern=r"^\d{4}-\d{2}$")
+    month: str = Field(pattern=r"^\d{4}-\d{2}$", examples=["2026-11"])
     as_of: datetime = Field(description="end of the report day, Asia/Ho_Chi_Minh, stored in UTC")
     report_day: date
-    issued_at: datetime | None = None
+    issued_at: datetime
     issued_by: str
     figures: UsageFigures
     rows: list[ReportRow] = Field(default_factory=list)

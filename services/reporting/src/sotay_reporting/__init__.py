@@ -1,0 +1,1 @@
+"""Sổ tay reporting: usage dashboards, monthly reports and the central usage stream."""
