@@ -34,6 +34,7 @@ from sotay_events.catalogue.identity import (
 )
 from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_platform.auth import ADMIN_ROLES, Grant, Role
+from sotay_platform.errors import ServiceError
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -74,8 +75,11 @@ REMOVAL_REASONS = ("deceased", "struck_off", "expelled", "left", "error")
 State = Literal["pending", "approved", "rejected", "removed"]
 
 
-class RuleBroken(Exception):
+class RuleBroken(ServiceError):
     """A command the rules refuse; `field` names the input at fault, `fields` all of them."""
+
+    status_code = 422
+    code = "rule_broken"
 
     def __init__(
         self,
@@ -85,11 +89,7 @@ class RuleBroken(Exception):
         status_code: int = 422,
         fields: list[dict[str, str]] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.code = code
-        self.status_code = status_code
+        super().__init__(message, field, code, status_code)
         self.fields = fields or ([{"field": field, "message": message}] if field else [])
 
     def body(self) -> dict[str, Any]:

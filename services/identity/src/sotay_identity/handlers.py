@@ -66,6 +66,10 @@ class AccountLocked(ServiceError):
             field="password",
         )
         self.retry_after = seconds
+        self.headers = {"Retry-After": str(seconds)}
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "retry_after_seconds": self.retry_after}
 
 
 @dataclass(frozen=True)

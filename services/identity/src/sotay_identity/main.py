@@ -7,13 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from sotay_events import topics
 from sotay_identity import api
-from sotay_identity.domain import RuleBroken
-from sotay_identity.handlers import AccountLocked, IdentityService
+from sotay_identity.handlers import IdentityService
 from sotay_identity.projections import OrgTreeFollower
 from sotay_identity.security import (
     Lockout,
@@ -108,17 +106,5 @@ def create_app(
     app.state.issuer = issuer
     app.state.revocations = revocations
     app.include_router(api.router)
-
-    @app.exception_handler(RuleBroken)
-    async def _rule_broken(_: Request, exc: RuleBroken) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code)
-
-    @app.exception_handler(AccountLocked)
-    async def _locked(_: Request, exc: AccountLocked) -> JSONResponse:
-        return JSONResponse(
-            {**exc.body(), "retry_after_seconds": exc.retry_after},
-            status_code=exc.status_code,
-            headers={"Retry-After": str(exc.retry_after)},
-        )
 
     return app

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
+from sotay_platform.errors import ServiceError
 
-class RuleBroken(Exception):
+
+class RuleBroken(ServiceError):
     """A command the rules refuse. 422 by default; 409 when the state forbids it now."""
 
-    def __init__(
-        self,
-        message: str,
-        field: str | None = None,
-        code: str = "rule_broken",
-        status_code: int = 422,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.code = code
-        self.status_code = status_code
-
-    def body(self) -> dict[str, str]:
-        body = {"error": self.code, "message": self.message}
-        if self.field:
-            body["field"] = self.field
-        return body
+    status_code = 422
+    code = "rule_broken"
 
 
 def conflict(message: str, field: str | None = None, code: str = "conflict") -> RuleBroken:

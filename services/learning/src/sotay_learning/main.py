@@ -5,12 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from sotay_events import topics
 from sotay_learning import api
-from sotay_learning.errors import RuleBroken
 from sotay_learning.handlers import LearningService
 from sotay_learning.projections import LearningProjection, MongoDirectory, RosterProjection
 from sotay_learning.projections import create_indexes as create_learning_indexes
@@ -76,9 +74,5 @@ def create_app(
     )
     app.state.reads = Reads(runtime.db, runtime.store)
     app.include_router(api.router)
-
-    @app.exception_handler(RuleBroken)
-    async def _rule_broken(_: Request, exc: RuleBroken) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code)
 
     return app

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import ClassVar, Literal
+from typing import Literal
 
 from sotay_events import Aggregate, DomainEvent
 from sotay_events.catalogue.meetings import (
@@ -36,6 +36,7 @@ from sotay_events.catalogue.meetings import (
     VoteRecorded,
 )
 from sotay_meetings.display import datetime_vn
+from sotay_platform.errors import ServiceError
 
 Grade = Literal["excellent", "good", "average", "poor"]
 GRADE_LABELS: dict[str, str] = {
@@ -60,17 +61,11 @@ CONVENED, CANCELLED, CLOSED = "convened", "cancelled", "closed"
 PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
 
 
-class MeetingError(Exception):
+class MeetingError(ServiceError):
     """A command the rules refuse; `field` names the input at fault."""
 
-    status: ClassVar[int] = 422
-    default_code: ClassVar[str] = "rule_broken"
-
-    def __init__(self, message: str, field: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.code = code or self.default_code
+    status_code = 422
+    code = "rule_broken"
 
 
 class RuleBroken(MeetingError):
@@ -80,28 +75,28 @@ class RuleBroken(MeetingError):
 class WrongTime(MeetingError):
     """Too early or too late for this action (422)."""
 
-    default_code = "wrong_time"
+    code = "wrong_time"
 
 
 class WrongState(MeetingError):
     """The meeting is not in a state that allows it: cancelled, closed, not yet closed (409)."""
 
-    status = 409
-    default_code = "wrong_state"
+    status_code = 409
+    code = "wrong_state"
 
 
 class Duplicate(MeetingError):
     """Already done: the same action twice (409)."""
 
-    status = 409
-    default_code = "duplicate"
+    status_code = 409
+    code = "duplicate"
 
 
 class NotInvited(MeetingError):
     """The member is not on this meeting's list (403)."""
 
-    status = 403
-    default_code = "not_invited"
+    status_code = 403
+    code = "not_invited"
 
 
 @dataclass(frozen=True)

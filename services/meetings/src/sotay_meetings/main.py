@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from sotay_events import topics
 from sotay_meetings import api
@@ -15,7 +14,7 @@ from sotay_meetings.checkin import (
     MongoLedger,
     RedisMeetingCache,
 )
-from sotay_meetings.domain import MeetingError, Window
+from sotay_meetings.domain import Window
 from sotay_meetings.handlers import MeetingsService
 from sotay_meetings.projections import (
     MeetingViews,
@@ -91,12 +90,5 @@ def create_app(
     app.state.views = views
     app.state.views_runner = views_runner
     app.include_router(api.router)
-
-    @app.exception_handler(MeetingError)
-    async def _refused(_: Request, exc: MeetingError) -> JSONResponse:
-        body = {"error": exc.code, "message": exc.message}
-        if exc.field:
-            body["field"] = exc.field
-        return JSONResponse(body, status_code=exc.status)
 
     return app

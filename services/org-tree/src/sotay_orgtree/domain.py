@@ -15,18 +15,15 @@ from sotay_events.catalogue.org_tree import (
     UnitMoved,
     UnitRenamed,
 )
+from sotay_platform.errors import Invalid
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class RuleBroken(Exception):
-    """A command that the tree's rules refuse; `field` names the input at fault."""
+class RuleBroken(Invalid):
+    """A command that the tree's rules refuse (422); `field` names the input at fault."""
 
-    def __init__(self, message: str, field: str | None = None, code: str = "rule_broken") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.code = code
+    code = "rule_broken"
 
 
 class OrgUnit(Aggregate):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from sotay_events import topics
 from sotay_orgtree import api
-from sotay_orgtree.domain import RuleBroken
 from sotay_orgtree.handlers import OrgTreeService
 from sotay_orgtree.settings import OrgTreeSettings
 from sotay_platform.org_units import OrgUnits, OrgUnitsProjection, create_indexes
@@ -32,12 +30,5 @@ def create_app(
     app.state.service = OrgTreeService(runtime.store, on_saved=runtime.relay.wake)
     app.state.tree = OrgUnits(runtime.db)
     app.include_router(api.router)
-
-    @app.exception_handler(RuleBroken)
-    async def _rule_broken(_: Request, exc: RuleBroken) -> JSONResponse:
-        body = {"error": exc.code, "message": exc.message}
-        if exc.field:
-            body["field"] = exc.field
-        return JSONResponse(body, status_code=422)
 
     return app
