@@ -81,7 +81,29 @@ def test_the_four_named_events_exist() -> None:
         assert CATALOGUE.model(name).event_type == name
 
 
-IRREGULAR_PARTICIPLES = {"Reset", "Sent", "Held", "Set", "Made", "Read", "Taken", "Given", "Won"}
+IRREGULAR_PARTICIPLES = {
+    "Reset",
+    "Sent",
+    "Held",
+    "Set",
+    "Made",
+    "Read",
+    "Taken",
+    "Given",
+    "Won",
+    "Withdrawn",
+    "Written",
+    "Drawn",
+    "Begun",
+    "Chosen",
+    "Forwarded",
+    "Put",
+    "Undone",
+    "Shown",
+    "Kept",
+    "Left",
+    "Brought",
+}
 
 
 def test_every_event_name_is_past_tense() -> None:

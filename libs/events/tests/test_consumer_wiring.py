@@ -1,12 +1,12 @@
 """The Kafka wiring of a projection, on FastStream's in-memory TestKafkaBroker: no servers."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from sotay_events import EventEnvelope, topics
-from sotay_events.consumer import subscribe_projection
+from sotay_events.consumer import Incoming, subscribe_projection
 
 
 class RecordingRunner:
@@ -16,13 +16,13 @@ class RecordingRunner:
         name = "recording"
 
     def __init__(self) -> None:
-        self.batches: list[list[str]] = []
+        self.batches: list[list[tuple[str, int, str]]] = []
+        self.park: Any = None
+        self.offset_lag: dict[str, int] = {}
 
-    async def handle(
-        self, envelopes: Sequence[EventEnvelope], carriers: Mapping[str, Any] | None = None
-    ) -> int:
-        self.batches.append([e.event_id for e in envelopes])
-        return len(envelopes)
+    async def handle(self, messages: Sequence[Incoming]) -> int:
+        self.batches.append([(m.stream_id, m.version, m.event_id) for m in messages])
+        return len(messages)
 
 
 def envelope() -> EventEnvelope:
@@ -53,5 +53,8 @@ async def test_good_messages_reach_the_runner_and_poison_is_parked() -> None:
         unknown = good.model_copy(update={"event_type": "UnitTeleported"})
         await test_broker.publish(unknown.to_bytes(), topics.ORG_TREE, key=b"HN")
 
-    assert runner.batches[0] == [good.event_id]
-    assert len(parked) == 2
+    # Readable envelopes reach the runner (which decides what it reads); garbage is parked.
+    assert runner.batches[0] == [("OrgUnit-HN", 2, good.event_id)]
+    assert runner.batches[1] == [("OrgUnit-HN", 2, unknown.event_id)]
+    assert len(parked) == 1
+    assert runner.park is not None

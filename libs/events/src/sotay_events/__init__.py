@@ -13,20 +13,32 @@ from sotay_events.store import (
     Repository,
     decode,
 )
+from sotay_events.uow import (
+    ClaimTaken,
+    EventTooLarge,
+    GroupCommit,
+    UnitOfWork,
+    retry_on_conflict,
+)
 
 __all__ = [
     "CATALOGUE",
     "Aggregate",
+    "ClaimTaken",
     "CommandContext",
     "ConcurrencyConflict",
     "DomainEvent",
     "EventEnvelope",
     "EventStore",
+    "EventTooLarge",
+    "GroupCommit",
     "InMemoryEventStore",
     "MongoEventStore",
     "PrivateRecord",
     "Repository",
+    "UnitOfWork",
     "UnknownEvent",
     "decode",
     "new_event_id",
+    "retry_on_conflict",
 ]

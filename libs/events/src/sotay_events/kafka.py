@@ -53,3 +53,38 @@ async def ensure_topics(bootstrap_servers: str, names: list[str], partitions: in
                 pass
     finally:
         await admin.close()
+
+
+async def end_offsets(
+    bootstrap_servers: str, partitions: list[tuple[str, int]], timeout: float = 5.0
+) -> dict[str, int]:
+    """Each partition's next offset ("topic:partition" -> offset): how much the broker holds.
+
+    Read from fetch responses' high watermarks: the embedded broker answers
+    ListOffsets with a wrong "latest" offset, but its fetches carry the true one.
+    """
+    import asyncio
+    import time
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        wanted = [TopicPartition(t, p) for t, p in partitions]
+        consumer.assign(wanted)
+        for tp in wanted:
+            consumer.seek(tp, 0)
+        found: dict[str, int] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < len(wanted) and time.monotonic() < deadline:
+            await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp in wanted:
+                high = consumer.highwater(tp)
+                if high is not None:
+                    found[f"{tp.topic}:{tp.partition}"] = high
+                    consumer.pause(tp)
+            await asyncio.sleep(0)
+        return found
+    finally:
+        await consumer.stop()

@@ -7,13 +7,13 @@ carries `published`, which only the relay flips.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry import propagate, trace
-from pymongo import ASCENDING, AsyncMongoClient, ReplaceOne
+from pymongo import ASCENDING, AsyncMongoClient, DeleteOne, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -21,17 +21,20 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from sotay_events.aggregate import Aggregate
 from sotay_events.catalogue import CATALOGUE, DomainEvent
 from sotay_events.envelope import SYSTEM_ACTOR, EventEnvelope, new_event_id
+from sotay_events.transaction import run_in_transaction
+from sotay_events.uow import (
+    MAX_EVENT_BYTES,
+    Changes,
+    Claim,
+    ClaimTaken,
+    ConcurrencyConflict,
+    EventTooLarge,
+    PrivateRecord,
+    StreamWrite,
+    UnitOfWork,
+)
 
 tracer = trace.get_tracer("sotay_events.store")
-
-
-class ConcurrencyConflict(Exception):
-    """Another writer appended to the stream since it was loaded."""
-
-    def __init__(self, stream_id: str, expected_version: int) -> None:
-        super().__init__(f"stream {stream_id} moved past version {expected_version}")
-        self.stream_id = stream_id
-        self.expected_version = expected_version
 
 
 @dataclass(frozen=True)
@@ -76,38 +79,42 @@ def make_envelopes(
     ]
 
 
-@dataclass(frozen=True)
-class PrivateRecord:
-    """A document that lands with a command's events but never travels with them.
-
-    Answer keys, reflection texts, a member's citizen ID: facts that must be
-    written atomically with the events that refer to them, yet stay in the
-    service. Written to `collection` (replacing a document with the same _id)
-    in the same transaction as the events; the relay publishes only events.
-    """
-
-    collection: str
-    doc: dict[str, Any]
-
-
 class EventStore(Protocol):
-    async def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        expected_version: int,
-        events: Sequence[DomainEvent],
-        context: CommandContext,
-        private: Sequence[PrivateRecord] = (),
-    ) -> list[EventEnvelope]: ...
+    """What a service's handlers need of a store: units of work, streams, private records."""
+
+    def unit_of_work(self) -> UnitOfWork: ...
 
     async def load(self, aggregate_type: str, aggregate_id: str) -> list[EventEnvelope]: ...
+
+    async def commit(self, changes: Changes, context: CommandContext) -> list[EventEnvelope]: ...
 
     async def private_record(self, collection: str, record_id: str) -> dict[str, Any] | None: ...
 
     async def private_records(
         self, collection: str, record_ids: Iterable[str]
     ) -> dict[str, dict[str, Any]]: ...
+
+
+def envelopes_of(changes: Changes, context: CommandContext) -> list[EventEnvelope]:
+    """The envelopes a commit writes, each checked against the broker's message size."""
+    envelopes: list[EventEnvelope] = []
+    for write in changes.streams:
+        if write.events:
+            envelopes += make_envelopes(
+                write.aggregate_type,
+                write.aggregate_id,
+                write.expected_version,
+                write.events,
+                write.context or context,
+            )
+    for envelope in envelopes:
+        size = len(envelope.to_bytes())
+        if size > MAX_EVENT_BYTES:
+            raise EventTooLarge(envelope.event_type, size)
+    return envelopes
+
+
+CommitListener = Callable[[list[EventEnvelope]], None]
 
 
 def decode(envelope: EventEnvelope) -> DomainEvent:
@@ -129,6 +136,7 @@ def from_document(doc: dict[str, Any]) -> EventEnvelope:
     doc["event_id"] = doc.pop("_id")
     doc.pop("stream_id", None)
     doc.pop("published", None)
+    doc.pop("batch", None)
     occurred = doc["occurred_at"]
     if occurred.tzinfo is None:  # BSON dates come back naive, in UTC
         doc["occurred_at"] = occurred.replace(tzinfo=UTC)
@@ -136,12 +144,19 @@ def from_document(doc: dict[str, Any]) -> EventEnvelope:
 
 
 class MongoEventStore:
-    """One append-only collection; a unique (stream, version) index decides races."""
+    """One append-only collection; a unique (stream, version) index decides races.
+
+    The collection is also the outbox: `published` is flipped by the relay,
+    which also stamps `batch`, its own increasing batch number, so that the
+    published history has one order (batch, stream, version) that follows
+    publication, whatever the clocks of the pods that wrote it.
+    """
 
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self.client = client
         self.db: AsyncDatabase[dict[str, Any]] = client[database]
         self.events = self.db["events"]
+        self.listeners: list[CommitListener] = []
 
     async def create_indexes(self) -> None:
         await self.events.create_index(
@@ -152,6 +167,13 @@ class MongoEventStore:
         await self.events.create_index(
             [("published", ASCENDING), ("_id", ASCENDING)], name="outbox"
         )
+        await self.events.create_index(
+            [("batch", ASCENDING), ("stream_id", ASCENDING), ("aggregate_version", ASCENDING)],
+            name="history",
+        )
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self)
 
     async def append(
         self,
@@ -162,40 +184,95 @@ class MongoEventStore:
         context: CommandContext,
         private: Sequence[PrivateRecord] = (),
     ) -> list[EventEnvelope]:
-        if not events and not private:
+        """Transitional: one stream through a unit of work. New code uses `unit_of_work()`."""
+        changes = Changes(
+            streams=[StreamWrite(aggregate_type, aggregate_id, expected_version, list(events))],
+            private=list(private),
+        )
+        if changes.empty:
             return []
-        stream_id = f"{aggregate_type}-{aggregate_id}"
+        return await self.commit(changes, context)
+
+    async def commit(self, changes: Changes, context: CommandContext) -> list[EventEnvelope]:
+        envelopes = envelopes_of(changes, context)
         with tracer.start_as_current_span(
-            "eventstore.append",
-            attributes={"sotay.stream_id": stream_id, "sotay.event_count": len(events)},
+            "eventstore.commit",
+            attributes={
+                "sotay.streams": len(changes.streams),
+                "sotay.event_count": len(envelopes),
+            },
         ):
-            envelopes = make_envelopes(
-                aggregate_type, aggregate_id, expected_version, events, context
-            )
             docs = [to_document(e) for e in envelopes]
             try:
-                if len(docs) == 1 and not private:
-                    await self.events.insert_one(docs[0])
+                if len(docs) == 1 and changes.only_events:
+                    await self.events.insert_one(docs[0])  # one document: atomic by itself
                 else:
-                    # Several writes of one command land together or not at all.
-                    async with self.client.start_session() as session:
-                        async with await session.start_transaction():
-                            if docs:
-                                await self.events.insert_many(docs, session=session)
-                            await self._write_private(private, session)
+
+                    async def write(session: AsyncClientSession) -> None:
+                        await self._write(changes, docs, session)
+
+                    await run_in_transaction(self.client, write)
             except (DuplicateKeyError, BulkWriteError) as exc:
-                if isinstance(exc, BulkWriteError) and not _only_duplicates(exc):
-                    raise
-                raise ConcurrencyConflict(stream_id, expected_version) from exc
-            return envelopes
+                raise _conflict_of(exc, changes) from exc
+        self._notify(envelopes)
+        return envelopes
+
+    async def _write(
+        self, changes: Changes, docs: list[dict[str, Any]], session: AsyncClientSession
+    ) -> None:
+        await self._claim(changes.claims, session)
+        for release in changes.releases:
+            await self.db[release.collection].delete_one(
+                {"_id": release.key, "owner": release.owner}, session=session
+            )
+        if docs:
+            await self.events.insert_many(docs, session=session)
+        writes: dict[str, list[Any]] = {}
+        for record in changes.private:
+            writes.setdefault(record.collection, []).append(
+                ReplaceOne({"_id": record.doc["_id"]}, record.doc, upsert=True)
+            )
+        for row in changes.rows:
+            writes.setdefault(row.collection, []).append(
+                DeleteOne({"_id": row.row_id})
+                if row.doc is None
+                else ReplaceOne({"_id": row.row_id}, row.doc, upsert=True)
+            )
+        for collection, ops in writes.items():
+            await self.db[collection].bulk_write(ops, session=session)
+
+    async def _claim(self, claims: Sequence[Claim], session: AsyncClientSession) -> None:
+        by_collection: dict[str, list[Claim]] = {}
+        for claim in claims:
+            by_collection.setdefault(claim.collection, []).append(claim)
+        for collection, wanted in by_collection.items():
+            held = {
+                d["_id"]: d.get("owner")
+                async for d in self.db[collection].find(
+                    {"_id": {"$in": [c.key for c in wanted]}}, session=session
+                )
+            }
+            for claim in wanted:
+                if held.get(claim.key, claim.owner) != claim.owner:
+                    raise ClaimTaken(collection, claim.key, held[claim.key])
+            fresh = [{"_id": c.key, "owner": c.owner} for c in wanted if c.key not in held]
+            if fresh:
+                try:
+                    await self.db[collection].insert_many(fresh, session=session)
+                except (DuplicateKeyError, BulkWriteError) as exc:
+                    # A concurrent transaction took it first.
+                    raise ClaimTaken(collection, fresh[0]["_id"], None) from exc
+
+    def _notify(self, envelopes: list[EventEnvelope]) -> None:
+        if envelopes:
+            for listener in self.listeners:
+                listener(envelopes)
 
     async def start_streams(self, envelopes: Sequence[EventEnvelope]) -> list[bool]:
         """Write many first events of independent streams in one unordered insert.
 
-        For hot paths where each fact is a stream of its own (a check-in, a vote):
-        no transaction is needed, and the unique index answers per item. Returns,
-        for each envelope, True if it started its stream, False if the stream
-        already existed (a duplicate: the command was already done).
+        The unique index answers per item: True if it started its stream,
+        False if the stream already existed. `GroupCommit` is its only caller.
         """
         if not envelopes:
             return []
@@ -206,18 +283,9 @@ class MongoEventStore:
             failed = {err["index"]: err for err in exc.details.get("writeErrors", [])}
             if any(err.get("code") != 11000 for err in failed.values()):
                 raise
-        return [index not in failed for index in range(len(envelopes))]
-
-    async def _write_private(
-        self, private: Sequence[PrivateRecord], session: AsyncClientSession
-    ) -> None:
-        by_collection: dict[str, list[ReplaceOne[dict[str, Any]]]] = {}
-        for record in private:
-            by_collection.setdefault(record.collection, []).append(
-                ReplaceOne({"_id": record.doc["_id"]}, record.doc, upsert=True)
-            )
-        for collection, writes in by_collection.items():
-            await self.db[collection].bulk_write(writes, session=session)
+        started = [index not in failed for index in range(len(envelopes))]
+        self._notify([e for e, ok in zip(envelopes, started, strict=True) if ok])
+        return started
 
     async def private_record(self, collection: str, record_id: str) -> dict[str, Any] | None:
         return await self.db[collection].find_one({"_id": record_id})
@@ -236,26 +304,98 @@ class MongoEventStore:
         )
         return [from_document(doc) async for doc in cursor]
 
+    # The relay's side.
+
     async def unpublished(self, limit: int) -> list[EventEnvelope]:
-        cursor = self.events.find({"published": False}).sort("_id", ASCENDING).limit(limit)
+        """The next batch to publish: for each stream, its unpublished events in version order.
+
+        The oldest unpublished events by id choose which streams go next; each
+        chosen stream then goes from its lowest unpublished version, so a
+        version written by a pod whose clock runs ahead or behind never
+        leaves before the version committed before it.
+        """
+        oldest = self.events.find({"published": False}, {"stream_id": 1}).sort("_id", ASCENDING)
+        streams = list(dict.fromkeys([doc["stream_id"] async for doc in oldest.limit(limit)]))
+        if not streams:
+            return []
+        cursor = (
+            self.events.find({"published": False, "stream_id": {"$in": streams}})
+            .sort([("stream_id", ASCENDING), ("aggregate_version", ASCENDING)])
+            .limit(limit)
+        )
         return [from_document(doc) async for doc in cursor]
 
-    async def mark_published(self, event_ids: Sequence[str]) -> None:
+    async def mark_published(self, event_ids: Sequence[str], batch: int = 0) -> None:
         await self.events.update_many(
-            {"_id": {"$in": list(event_ids)}}, {"$set": {"published": True}}
+            {"_id": {"$in": list(event_ids)}}, {"$set": {"published": True, "batch": batch}}
         )
 
-    async def count_unpublished(self) -> int:
-        return await self.events.count_documents({"published": False})
+    async def count_unpublished(self, limit: int | None = None) -> int:
+        if limit is None:
+            return await self.events.count_documents({"published": False})
+        return await self.events.count_documents({"published": False}, limit=limit)
 
-    async def all_events(self, batch_size: int = 5000) -> list[EventEnvelope]:
-        """The whole history in recorded order: what a rebuild replays."""
-        cursor = self.events.find({}).sort("_id", ASCENDING).batch_size(batch_size)
-        return [from_document(doc) async for doc in cursor]
+    async def republish_all(self) -> int:
+        """Everything goes out again: the broker came back without its log."""
+        result = await self.events.update_many({"published": True}, {"$set": {"published": False}})
+        return result.modified_count
+
+    async def history(
+        self, *, after: Sequence[Any] | None = None, batch_size: int = 2000
+    ) -> AsyncIterator[tuple[list[EventEnvelope], list[Any]]]:
+        """The whole history in publication order, in batches, each with its checkpoint.
+
+        Published events come in (batch, stream, version) order; what is not
+        published yet sorts first (no batch), which the runner holds until the
+        versions before it arrive. `after` is a checkpoint
+        yielded before: a resumed rebuild goes on from there. Memory holds
+        one batch at a time.
+        """
+        query: dict[str, Any] = {}
+        if after is not None:
+            b, stream, version = after
+            query = {
+                "$or": [
+                    {"batch": {"$gt": b}},
+                    {"batch": b, "stream_id": {"$gt": stream}},
+                    {"batch": b, "stream_id": stream, "aggregate_version": {"$gt": version}},
+                ]
+            }
+            if b is None:  # unpublished events (no batch yet) sort first
+                query = {
+                    "$or": [
+                        {"batch": None, "stream_id": {"$gt": stream}},
+                        {"batch": None, "stream_id": stream, "aggregate_version": {"$gt": version}},
+                        {"batch": {"$ne": None}},
+                    ]
+                }
+        order = [("batch", ASCENDING), ("stream_id", ASCENDING), ("aggregate_version", ASCENDING)]
+        cursor = self.events.find(query).sort(order).batch_size(batch_size)
+        chunk: list[EventEnvelope] = []
+        position: list[Any] = []
+        async for doc in cursor:
+            position = [doc.get("batch"), doc["stream_id"], doc["aggregate_version"]]
+            chunk.append(from_document(doc))
+            if len(chunk) >= batch_size:
+                yield chunk, position
+                chunk = []
+        if chunk:
+            yield chunk, position
+
+    async def all_events(self) -> list[EventEnvelope]:
+        """The whole history in memory: for tests of small histories only."""
+        return [e async for chunk, _ in self.history() for e in chunk]
 
 
-def _only_duplicates(exc: BulkWriteError) -> bool:
-    return all(err.get("code") == 11000 for err in exc.details.get("writeErrors", []))
+def _conflict_of(exc: DuplicateKeyError | BulkWriteError, changes: Changes) -> Exception:
+    if isinstance(exc, BulkWriteError) and not all(
+        err.get("code") == 11000 for err in exc.details.get("writeErrors", [])
+    ):
+        return exc
+    first = next((s for s in changes.streams if s.events), None)
+    if first is None:
+        return exc
+    return ConcurrencyConflict(first.stream_id, first.expected_version)
 
 
 class InMemoryEventStore:
@@ -264,7 +404,13 @@ class InMemoryEventStore:
     def __init__(self) -> None:
         self.streams: dict[str, list[EventEnvelope]] = {}
         self.private: dict[str, dict[str, dict[str, Any]]] = {}
+        self.rows: dict[str, dict[Any, dict[str, Any]]] = {}
+        self.claims: dict[str, dict[str, str]] = {}
+        self.listeners: list[CommitListener] = []
         self._lock = asyncio.Lock()
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self)
 
     async def append(
         self,
@@ -275,18 +421,56 @@ class InMemoryEventStore:
         context: CommandContext,
         private: Sequence[PrivateRecord] = (),
     ) -> list[EventEnvelope]:
-        stream_id = f"{aggregate_type}-{aggregate_id}"
+        """Transitional: one stream through a unit of work. New code uses `unit_of_work()`."""
+        changes = Changes(
+            streams=[StreamWrite(aggregate_type, aggregate_id, expected_version, list(events))],
+            private=list(private),
+        )
+        if changes.empty:
+            return []
+        return await self.commit(changes, context)
+
+    async def commit(self, changes: Changes, context: CommandContext) -> list[EventEnvelope]:
         async with self._lock:
-            stream = self.streams.setdefault(stream_id, [])
-            if len(stream) != expected_version:
-                raise ConcurrencyConflict(stream_id, expected_version)
-            envelopes = make_envelopes(
-                aggregate_type, aggregate_id, expected_version, events, context
-            )
-            stream.extend(envelopes)
-            for record in private:
+            for write in changes.streams:
+                if write.events and len(self.streams.get(write.stream_id, [])) != (
+                    write.expected_version
+                ):
+                    raise ConcurrencyConflict(write.stream_id, write.expected_version)
+            for claim in changes.claims:
+                holder = self.claims.get(claim.collection, {}).get(claim.key, claim.owner)
+                if holder != claim.owner:
+                    raise ClaimTaken(claim.collection, claim.key, holder)
+            envelopes = envelopes_of(changes, context)
+            for envelope in envelopes:
+                self.streams.setdefault(envelope.stream_id, []).append(envelope)
+            for claim in changes.claims:
+                self.claims.setdefault(claim.collection, {})[claim.key] = claim.owner
+            for claim in changes.releases:
+                held = self.claims.get(claim.collection, {})
+                if held.get(claim.key) == claim.owner:
+                    del held[claim.key]
+            for record in changes.private:
                 self.private.setdefault(record.collection, {})[record.doc["_id"]] = dict(record.doc)
-            return envelopes
+            for row in changes.rows:
+                table = self.rows.setdefault(row.collection, {})
+                if row.doc is None:
+                    table.pop(row.row_id, None)
+                else:
+                    table[row.row_id] = dict(row.doc)
+        for listener in self.listeners:
+            listener(envelopes)
+        return envelopes
+
+    async def start_streams(self, envelopes: Sequence[EventEnvelope]) -> list[bool]:
+        started = []
+        async with self._lock:
+            for envelope in envelopes:
+                fresh = envelope.stream_id not in self.streams
+                if fresh:
+                    self.streams[envelope.stream_id] = [envelope]
+                started.append(fresh)
+        return started
 
     async def private_record(self, collection: str, record_id: str) -> dict[str, Any] | None:
         found = self.private.get(collection, {}).get(record_id)
@@ -309,7 +493,10 @@ A = TypeVar("A", bound=Aggregate)
 
 
 class Repository(Generic[A]):
-    """Loads aggregates of one class from a store and saves what they recorded."""
+    """Loads aggregates of one class; `save` commits one aggregate through a unit of work.
+
+    A shorthand for handlers that touch a single stream and nothing else.
+    """
 
     def __init__(self, store: EventStore, aggregate_class: type[A]) -> None:
         self.store = store
@@ -324,13 +511,8 @@ class Repository(Generic[A]):
     async def save(
         self, aggregate: A, context: CommandContext, private: Sequence[PrivateRecord] = ()
     ) -> list[EventEnvelope]:
-        envelopes = await self.store.append(
-            self.aggregate_class.aggregate_type,
-            aggregate.id,
-            aggregate.loaded_version,
-            aggregate.pending,
-            context,
-            private,
-        )
-        aggregate.mark_saved()
-        return envelopes
+        uow = self.store.unit_of_work()
+        uow.add(aggregate)
+        for record in private:
+            uow.private(record.collection, record.doc)
+        return await uow.commit(context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from sotay_platform.telemetry import (
     setup_metrics,
     setup_tracing,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ServiceRuntime:
@@ -54,10 +57,15 @@ class ServiceRuntime:
         self.relay = OutboxRelay(
             self.store,
             self.broker,
+            name=settings.service_name,
+            bootstrap_servers=settings.kafka_bootstrap,
             prepare=self.ensure_topics,
             batch_size=settings.relay_batch_size,
             idle_interval=settings.relay_idle_interval,
         )
+        # Every commit wakes the relay, so its events leave at once.
+        self.store.listeners.append(self.relay.wake)
+        self.broker_started = asyncio.Event()
         self.verifier = verifier or TokenVerifier(auth or AuthSettings())
         self.runners: list[ProjectionRunner] = []
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -88,13 +96,36 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         await self.store.create_indexes()
+        for runner in self.runners:
+            await runner.create_indexes()
         for hook in self.startup_hooks:
             await hook()
-        await self.ensure_topics()
-        await self.broker.start()
-        self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        # Kafka may be away: commands are accepted anyway (the outbox keeps their
+        # events) and the broker, the relay and the projections start when it answers.
+        task = asyncio.create_task(self._start_broker(), name="kafka")
+        self._tasks.append(task)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.broker_started.wait()), 10.0)
         for name, worker in self.workers:
             self._tasks.append(asyncio.create_task(worker(), name=name))
+
+    async def _start_broker(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.ensure_topics()
+                await self.broker.start()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("Kafka is not reachable yet, retrying: %r", exc)
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self.broker_started.set()
+        await self.relay.run()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -102,6 +133,7 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.relay.stop()
         await self.broker.stop()
         await self.redis.aclose()
         await self.mongo.close()
@@ -112,10 +144,12 @@ class ServiceRuntime:
             return {"ok": True}
 
         async def outbox() -> dict[str, Any]:
-            backlog = await self.store.count_unpublished()
+            # Never a reason to refuse traffic: a broker outage only delays delivery.
             return {
-                "ok": self.relay.last_error is None,
-                "backlog": backlog,
+                "ok": True,
+                "active": self.relay.active,
+                "backlog": self.relay.backlog,
+                "kafka": self.broker_started.is_set() and self.relay.last_error is None,
                 "last_error": self.relay.last_error,
             }
 
@@ -125,6 +159,8 @@ class ServiceRuntime:
                     "applied": r.applied_total,
                     "lag_seconds": r.last_lag_seconds,
                     "consumer_lag": sum(r.offset_lag.values()),
+                    "parked": r.parked_total,
+                    "held": r.held_total,
                     "last_applied_at": r.last_applied_at.isoformat() if r.last_applied_at else None,
                 }
                 for r in self.runners

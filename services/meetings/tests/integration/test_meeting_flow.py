@@ -460,8 +460,10 @@ async def test_5_the_views_rebuilt_from_the_store_equal_the_live_ones(app) -> No
 
     async def settled():  # type: ignore[no-untyped-def]
         history = await runtime.store.all_events()
-        applied = await runtime.db["tracking.meeting_views"].count_documents({})
-        return history if applied == len(history) else None
+        heads = {e.stream_id: e.aggregate_version for e in history}
+        tracked = runtime.db["tracking.meeting_views"].find({})
+        applied = {d["_id"]: d["v"] async for d in tracked}
+        return history if applied == heads else None
 
     history = await eventually(settled)
     live = await views.snapshot()

@@ -198,4 +198,4 @@ async def test_one_trace_from_the_request_to_the_projection(
 
     await eventually(whole_trace)
     names = {s.name for s in spans_of_request()}
-    assert {"eventstore.append", "sotay.org-tree.events publish", "projection.org_units"} <= names
+    assert {"eventstore.commit", "sotay.org-tree.events publish", "projection.org_units"} <= names
