@@ -147,4 +147,115 @@ async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: 
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
-__all__ = ["AsyncIterator", "ServiceSettings", "eventually"]
+async def fuzz_openapi(
+    app: Any,
+    *,
+    token: str | None = None,
+    max_examples: int = 20,
+    exclude: Callable[[str, str], bool] | None = None,
+    negative: bool = True,
+    openapi_path: str = "/openapi.json",
+) -> int:
+    """Drive every operation of `app`'s OpenAPI with schemathesis, in process.
+
+    Requests are generated from the schema (valid ones, and with `negative` invalid ones),
+    sent with `Authorization: Bearer <token>` through httpx's ASGI transport in the running
+    event loop (the app's Mongo, Kafka and Redis clients stay on their own loop), and the
+    run fails on any 5xx and on any answer whose status, content type or body the schema
+    does not document. `max_examples` per operation and mode bounds the time: 20 keeps a
+    service of ~40 operations near a minute on this machine. `exclude(method, path)` skips
+    operations (e.g. the ones that log the caller out). Returns the number of requests sent.
+
+        sent = await fuzz_openapi(app, token=admin_token, max_examples=20)
+    """
+    import asyncio
+
+    import httpx
+    import requests
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given
+    from hypothesis import settings as hypothesis_settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.core.result import Err
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base_url = "http://fuzz.local"
+    loop = asyncio.get_running_loop()
+    failures: list[str] = []
+    sent = 0
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url=base_url
+    ) as client:
+        schema = schemathesis.openapi.from_dict((await client.get(openapi_path)).json())
+
+        async def send(request: requests.PreparedRequest) -> httpx.Response:
+            return await client.request(
+                str(request.method),
+                str(request.url),
+                headers=[
+                    (k, v.decode() if isinstance(v, bytes) else v)
+                    for k, v in request.headers.items()
+                ],
+                content=request.body,  # type: ignore[arg-type]
+            )
+
+        def run() -> None:
+            nonlocal sent
+            modes = [schemathesis.GenerationMode.POSITIVE]
+            if negative:
+                modes.append(schemathesis.GenerationMode.NEGATIVE)
+            for result in schema.get_all_operations():
+                if isinstance(result, Err):
+                    failures.append(f"the schema: {result.err()}")
+                    continue
+                operation = result.ok()
+                if exclude and exclude(operation.method.upper(), operation.path):
+                    continue
+                for mode in modes:
+
+                    @hypothesis_settings(
+                        max_examples=max_examples,
+                        deadline=None,
+                        database=None,
+                        derandomize=True,
+                        phases=[Phase.explicit, Phase.generate],
+                        suppress_health_check=list(HealthCheck),
+                    )
+                    @given(operation.as_strategy(generation_mode=mode))
+                    def case_passes(case: Any) -> None:
+                        nonlocal sent
+                        kwargs = case.as_transport_kwargs(base_url=base_url, headers=headers)
+                        fields = ("method", "url", "headers", "params", "json", "data", "files")
+                        prepared = requests.Request(
+                            **{k: kwargs[k] for k in fields if k in kwargs}
+                        ).prepare()
+                        response = asyncio.run_coroutine_threadsafe(send(prepared), loop).result()
+                        sent += 1
+                        case.validate_response(response, checks=checks)
+
+                    try:
+                        case_passes()
+                    except (
+                        Exception,
+                        BaseExceptionGroup,
+                    ) as exc:  # schemathesis groups its failures
+                        failures.append(f"{operation.label} [{mode.value}]: {exc}")
+
+        await asyncio.to_thread(run)
+    if failures:
+        raise AssertionError("schemathesis found:\n\n" + "\n\n".join(failures))
+    return sent
+
+
+__all__ = ["AsyncIterator", "ServiceSettings", "eventually", "fuzz_openapi"]
