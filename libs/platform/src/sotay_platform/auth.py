@@ -6,7 +6,9 @@ A token carries grants: a role and the org unit whose subtree it covers.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +24,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt import PyJWK, PyJWKSet
 from jwt.algorithms import ECAlgorithm
 
-from sotay_platform.errors import Forbidden, Unauthorized
+from sotay_platform.errors import Forbidden, Unauthorized, Unavailable
 from sotay_platform.settings import AuthSettings
 
 ALGORITHM = "ES256"
+# A token issued for a temporary password: it may only change that password.
+PASSWORD_CHANGE_CLAIM = "pwd_change_required"
+
+log = logging.getLogger(__name__)
 
 
 class Role(StrEnum):
@@ -34,7 +40,8 @@ class Role(StrEnum):
     branch_secretary = "branch_secretary"  # secretary or deputy secretary
     committee_admin = "committee_admin"  # a commune or grassroots committee's office
     province_admin = "province_admin"
-    editor = "editor"  # editorial board
+    editor = "editor"  # editorial board: drafts and submits pieces
+    editorial_reviewer = "editorial_reviewer"  # editorial board: reviews and publishes
     central_office = "central_office"  # national, read-only
     system_admin = "system_admin"  # platform operators: the national tree itself
 
@@ -138,33 +145,80 @@ class TokenIssuer:
 
 
 class TokenVerifier:
-    """Verifies tokens against identity's published keys; refreshes them on an unknown kid."""
+    """Verifies tokens against identity's published keys, kept in memory.
+
+    The key set is fetched without blocking the event loop, kept for
+    `jwks_cache_seconds`, and fetched again at most every
+    `jwks_min_refetch_seconds` when a token names a key id not seen yet (a
+    rotation), so a flood of forged key ids costs identity nothing. When the
+    key is unknown and identity cannot be reached, the answer is a 503, not
+    a 500 and not a 401 (the token may well be good).
+    """
 
     def __init__(self, settings: AuthSettings, jwks: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self._keys: dict[str, PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._tried_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self._unreachable = False
         if jwks is not None:
             self._load(jwks)
+            self._fetched_at = time.monotonic()
 
     def _load(self, jwks: dict[str, Any]) -> None:
         self._keys = {k.key_id: k for k in PyJWKSet.from_dict(jwks).keys if k.key_id}
 
-    def _fetch(self) -> None:
+    async def refresh(self, *, force: bool = False) -> None:
+        """Fetch the key set if it is stale (or, with `force`, unless fetched a moment ago)."""
         source = self.settings.jwks.strip()
         if not source:
             return
-        if source.startswith("{"):
-            self._load(json.loads(source))
-        elif source.startswith(("http://", "https://")):
-            self._load(httpx.get(source, timeout=5).json())
-        else:
-            self._load(json.loads(Path(source).read_text()))
+        now = time.monotonic()
+        stale = now - self._fetched_at >= self.settings.jwks_cache_seconds
+        if not stale and not (
+            force and now - self._tried_at >= self.settings.jwks_min_refetch_seconds
+        ):
+            return
+        async with self._lock:
+            if time.monotonic() - self._tried_at < self.settings.jwks_min_refetch_seconds:
+                return
+            self._tried_at = time.monotonic()
+            try:
+                if source.startswith("{"):
+                    self._load(json.loads(source))
+                elif source.startswith(("http://", "https://")):
+                    async with httpx.AsyncClient(timeout=3) as client:
+                        answer = await client.get(source)
+                        answer.raise_for_status()
+                        self._load(answer.json())
+                else:
+                    self._load(json.loads(await asyncio.to_thread(Path(source).read_text)))
+            except (httpx.HTTPError, OSError, ValueError) as exc:
+                self._unreachable = True
+                log.warning("could not fetch the JWKS: %r", exc)
+                return
+            self._unreachable = False
+            self._fetched_at = time.monotonic()
 
-    def verify(self, token: str) -> Principal:
+    async def verify_async(self, token: str) -> Principal:
+        """`verify`, fetching the key set first when it is stale or lacks the token's key."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
-            if kid not in self._keys:
-                self._fetch()
+        except jwt.PyJWTError:
+            raise Unauthorized("Mã truy cập không hợp lệ") from None
+        await self.refresh(force=kid not in self._keys)
+        if kid not in self._keys and self._unreachable:
+            raise Unavailable(
+                "Chưa kiểm tra được mã truy cập: dịch vụ định danh tạm thời không trả lời, "
+                "vui lòng thử lại sau ít phút"
+            )
+        return self.verify(token)
+
+    def verify(self, token: str) -> Principal:
+        """Offline: only against keys already known (`verify_async` fetches them)."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
             key = self._keys.get(kid or "")
             if key is None:
                 raise Unauthorized("Khóa ký của mã truy cập không được công nhận")
@@ -179,7 +233,10 @@ class TokenVerifier:
             raise Unauthorized("Mã truy cập đã hết hạn") from None
         except jwt.PyJWTError:
             raise Unauthorized("Mã truy cập không hợp lệ") from None
-        grants = tuple(Grant(Role(g["role"]), g["unit"]) for g in claims.get("grants", []))
+        try:
+            grants = tuple(Grant(Role(g["role"]), g["unit"]) for g in claims.get("grants", []))
+        except (KeyError, TypeError, ValueError):
+            raise Unauthorized("Mã truy cập không hợp lệ") from None
         return Principal(
             subject=claims["sub"], grants=grants, member_id=claims.get("member_id"), claims=claims
         )
@@ -188,12 +245,32 @@ class TokenVerifier:
 _bearer = HTTPBearer(auto_error=False)
 
 
+async def _verified(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
+    if credentials is None:
+        raise Unauthorized("Cần đăng nhập: thiếu mã truy cập (Authorization: Bearer …)")
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return await verifier.verify_async(credentials.credentials)
+
+
+async def current_principal_allowing_password_change(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+) -> Principal:
+    """The verified caller, even one who signed in with a temporary password (to change it)."""
+    return await _verified(request, credentials)
+
+
 async def current_principal(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
 ) -> Principal:
-    """FastAPI dependency: the verified caller, or 401."""
-    if credentials is None:
-        raise Unauthorized("Cần đăng nhập: thiếu mã truy cập (Authorization: Bearer …)")
-    verifier: TokenVerifier = request.app.state.token_verifier
-    return verifier.verify(credentials.credentials)
+    """FastAPI dependency: the verified caller, or 401; a temporary password allows nothing."""
+    principal = await _verified(request, credentials)
+    if principal.claims.get(PASSWORD_CHANGE_CLAIM):
+        raise Forbidden(
+            "Tài khoản đang dùng mật khẩu tạm thời: hãy đổi mật khẩu trước khi tiếp tục",
+            field="password",
+        )
+    return principal

@@ -24,7 +24,7 @@ from sotay_platform.health import Check, health_router
 from sotay_platform.settings import AuthSettings, ServiceSettings
 from sotay_platform.telemetry import (
     instrument_app,
-    quiet_personal_data_loggers,
+    setup_logging,
     setup_metrics,
     setup_tracing,
 )
@@ -199,7 +199,7 @@ class ServiceRuntime:
         app.state.token_verifier = self.verifier
         install_error_handlers(app)
         app.include_router(health_router(self.health_checks()))
-        quiet_personal_data_loggers()
+        setup_logging(self.settings.log_level)
         setup_tracing(self.settings.service_name)
         setup_metrics(self.settings.service_name)
         self._observe_metrics()

@@ -27,6 +27,8 @@ class AuthSettings(BaseSettings):
     jwks: str = ""
     issuer: str = "sotay-identity"
     audience: str = "sotay"
+    jwks_cache_seconds: float = 300.0
+    jwks_min_refetch_seconds: float = 5.0
 
 
 class ServiceSettings(InfraSettings):

@@ -1,8 +1,12 @@
 """Tracing, metrics and structured logs, set up once per process.
 
-Spans go to an OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set. Logs are
-JSON lines carrying the current trace and span ids. Neither ever carries a
-request body: personal data stays out of both.
+Spans go to an OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set, else to
+OTLP JSON lines in SOTAY_TRACE_FILE when that is set (`make run` writes
+.stack/traces.jsonl; `python -m sotay_platform.trace TRACE_ID` prints one
+request's path from it). Every HTTP response names its trace in `X-Trace-Id`.
+Logs are JSON lines carrying the current trace and span ids, at SOTAY_LOG_LEVEL.
+Neither ever carries a request body or a credential: personal data stays out
+of both, and query parameters that may hold one are redacted from spans.
 """
 
 from __future__ import annotations
@@ -70,6 +74,11 @@ def setup_tracing(
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif os.environ.get("SOTAY_TRACE_FILE"):
+            from opentelemetry.exporter.otlp.json.file import FileSpanExporter
+
+            exporter = FileSpanExporter(os.environ["SOTAY_TRACE_FILE"])
+            provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
         trace.set_tracer_provider(provider)
         # Statements are not captured: a filter may hold a citizen ID or a phone number.
         PymongoInstrumentor().instrument(capture_statement=False)
@@ -97,8 +106,65 @@ def setup_metrics(service_name: str) -> None:
     _metrics_configured = True
 
 
+SENSITIVE_QUERY = frozenset(
+    {"token", "access_token", "refresh_token", "password", "citizen_id", "phone", "code"}
+)
+URL_ATTRIBUTES = ("http.url", "url.full", "http.target", "url.query")
+
+
+def redact_query(value: str) -> str:
+    """A URL or query string with every sensitive parameter's value replaced."""
+    from urllib.parse import parse_qsl, urlencode
+
+    base, sep, query = value.rpartition("?") if "?" in value else ("", "", value)
+    if "=" not in query:
+        return value
+    pairs = [
+        (k, "REDACTED" if k.lower() in SENSITIVE_QUERY else v)
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    ]
+    return f"{base}{sep}{urlencode(pairs)}"
+
+
+def _scrub_request_span(span: trace.Span, scope: dict[str, Any]) -> None:
+    if not span.is_recording() or not scope.get("query_string"):
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for name in URL_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str):
+            span.set_attribute(name, redact_query(value))
+
+
+class TraceIdHeader:
+    """Every response says which trace it belongs to, so an SRE can follow it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_trace(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                context = trace.get_current_span().get_span_context()
+                if context.is_valid:
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-trace-id", format(context.trace_id, "032x").encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace)
+
+
 def instrument_app(app: FastAPI) -> None:
     from prometheus_client import make_asgi_app
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics")
+    # Added before instrumenting, so it runs inside the request's span.
+    app.add_middleware(TraceIdHeader)
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="health,metrics", server_request_hook=_scrub_request_span
+    )
     app.mount("/metrics", make_asgi_app())
