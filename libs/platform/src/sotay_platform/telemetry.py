@@ -54,11 +54,13 @@ def quiet_personal_data_loggers() -> None:
 
 
 def setup_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
+    """JSON lines on stderr at `level` (SOTAY_LOG_LEVEL); idempotent, and other handlers stay."""
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    if not any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLogFormatter())
+        root.addHandler(handler)
+    root.setLevel(level.upper())
     quiet_personal_data_loggers()
 
 
