@@ -53,6 +53,7 @@ parked_counter = meter.create_counter("sotay.consumer.parked", unit="{message}")
 
 Applied = tuple[EventEnvelope, DomainEvent]
 POISON = (ValidationError, UnknownEvent, ValueError, KeyError, TypeError)
+MAX_TRACES_PER_BATCH = 16
 
 
 class Projection(Protocol):
@@ -209,25 +210,35 @@ class ProjectionRunner:
             parked_counter.add(1, {"projection": self.projection.name})
 
     async def _traced(self, batch: list[Incoming]) -> int:
-        # One span a batch: its parent is the first message's trace, the others are links.
-        contexts = [
-            trace.get_current_span(propagate.extract(m.headers or m.envelope.trace_context))
-            for m in batch[:32]
-            if m.headers or m._envelope is not None
-        ]
-        parent = propagate.extract(batch[0].headers or batch[0].envelope.trace_context)
-        links = [Link(span.get_span_context()) for span in contexts[1:]]
-        with tracer.start_as_current_span(
-            f"projection.{self.projection.name}",
-            context=parent,
-            links=links,
-            attributes={"sotay.batch_size": len(batch)},
-        ):
+        # A span for each request whose events are in the batch (up to a few), so each
+        # request's trace shows its projection; beyond that, links. Not one per event.
+        contexts: dict[int, Any] = {}
+        links: list[Link] = []
+        for message in batch:
+            context = propagate.extract(message.headers or message.envelope.trace_context)
+            span_context = trace.get_current_span(context).get_span_context()
+            if span_context.trace_id in contexts:
+                continue
+            if len(contexts) < MAX_TRACES_PER_BATCH:
+                contexts[span_context.trace_id] = context
+            elif span_context.is_valid and len(links) < 32:
+                links.append(Link(span_context))
+        name = f"projection.{self.projection.name}"
+        attributes = {"sotay.batch_size": len(batch)}
+        first, *others = list(contexts.values()) or [None]
+        siblings = [tracer.start_span(name, context=c, attributes=attributes) for c in others]
+        try:
+            with tracer.start_as_current_span(
+                name, context=first, links=links, attributes=attributes
+            ):
 
-            async def write(session: AsyncClientSession) -> list[EventEnvelope]:
-                return await self._apply(batch, session)
+                async def write(session: AsyncClientSession) -> list[EventEnvelope]:
+                    return await self._apply(batch, session)
 
-            applied = await run_in_transaction(self.client, write)
+                applied = await run_in_transaction(self.client, write)
+        finally:
+            for span in siblings:
+                span.end()
         self._observe(applied)
         return len(applied)
 

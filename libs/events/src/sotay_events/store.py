@@ -30,6 +30,7 @@ from sotay_events.uow import (
     ConcurrencyConflict,
     EventTooLarge,
     PrivateRecord,
+    RowWrite,
     StreamWrite,
     UnitOfWork,
 )
@@ -89,6 +90,8 @@ class EventStore(Protocol):
     async def commit(self, changes: Changes, context: CommandContext) -> list[EventEnvelope]: ...
 
     async def private_record(self, collection: str, record_id: str) -> dict[str, Any] | None: ...
+
+    async def read_row(self, collection: str, row_id: Any) -> dict[str, Any] | None: ...
 
     async def private_records(
         self, collection: str, record_ids: Iterable[str]
@@ -233,6 +236,9 @@ class MongoEventStore:
                 ReplaceOne({"_id": record.doc["_id"]}, record.doc, upsert=True)
             )
         for row in changes.rows:
+            if row.expected_version is not None:
+                await self._versioned_row(row, session)
+                continue
             writes.setdefault(row.collection, []).append(
                 DeleteOne({"_id": row.row_id})
                 if row.doc is None
@@ -240,6 +246,21 @@ class MongoEventStore:
             )
         for collection, ops in writes.items():
             await self.db[collection].bulk_write(ops, session=session)
+
+    async def _versioned_row(self, row: RowWrite, session: AsyncClientSession) -> None:
+        assert row.doc is not None and row.expected_version is not None
+        table = self.db[row.collection]
+        if row.expected_version == 0:
+            try:
+                await table.insert_one(row.doc, session=session)
+            except DuplicateKeyError:
+                raise ConcurrencyConflict(f"{row.collection}/{row.row_id}", 0) from None
+            return
+        result = await table.replace_one(
+            {"_id": row.row_id, "_v": row.expected_version}, row.doc, session=session
+        )
+        if result.matched_count != 1:
+            raise ConcurrencyConflict(f"{row.collection}/{row.row_id}", row.expected_version)
 
     async def _claim(self, claims: Sequence[Claim], session: AsyncClientSession) -> None:
         by_collection: dict[str, list[Claim]] = {}
@@ -289,6 +310,10 @@ class MongoEventStore:
 
     async def private_record(self, collection: str, record_id: str) -> dict[str, Any] | None:
         return await self.db[collection].find_one({"_id": record_id})
+
+    async def read_row(self, collection: str, row_id: Any) -> dict[str, Any] | None:
+        """A row the service's own commands write (`UnitOfWork.row`), as committed."""
+        return await self.db[collection].find_one({"_id": row_id})
 
     async def private_records(
         self, collection: str, record_ids: Iterable[str]
@@ -441,6 +466,13 @@ class InMemoryEventStore:
                 holder = self.claims.get(claim.collection, {}).get(claim.key, claim.owner)
                 if holder != claim.owner:
                     raise ClaimTaken(claim.collection, claim.key, holder)
+            for row in changes.rows:
+                if row.expected_version is not None:
+                    held = self.rows.get(row.collection, {}).get(row.row_id)
+                    if (held or {}).get("_v", 0) != row.expected_version:
+                        raise ConcurrencyConflict(
+                            f"{row.collection}/{row.row_id}", row.expected_version
+                        )
             envelopes = envelopes_of(changes, context)
             for envelope in envelopes:
                 self.streams.setdefault(envelope.stream_id, []).append(envelope)
@@ -474,6 +506,10 @@ class InMemoryEventStore:
 
     async def private_record(self, collection: str, record_id: str) -> dict[str, Any] | None:
         found = self.private.get(collection, {}).get(record_id)
+        return dict(found) if found else None
+
+    async def read_row(self, collection: str, row_id: Any) -> dict[str, Any] | None:
+        found = self.rows.get(collection, {}).get(row_id)
         return dict(found) if found else None
 
     async def private_records(

@@ -101,11 +101,18 @@ class StreamWrite:
 
 @dataclass(frozen=True)
 class RowWrite:
-    """A read-model row: replaced (upserted) by _id, or deleted when `doc` is None."""
+    """A read-model row: replaced (upserted) by _id, or deleted when `doc` is None.
+
+    With `expected_version`, the row is versioned like a stream (its `_v`
+    field): written only if it is still at that version (0: not there yet),
+    else the commit raises `ConcurrencyConflict`, so a decision read from a
+    row cannot be overtaken by a concurrent command that wrote it.
+    """
 
     collection: str
     row_id: Any
     doc: dict[str, Any] | None
+    expected_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,8 +180,12 @@ class UnitOfWork:
     def private(self, collection: str, doc: dict[str, Any]) -> None:
         self._changes.private.append(PrivateRecord(collection, doc))
 
-    def row(self, collection: str, doc: dict[str, Any]) -> None:
-        self._changes.rows.append(RowWrite(collection, doc["_id"], doc))
+    def row(
+        self, collection: str, doc: dict[str, Any], *, expected_version: int | None = None
+    ) -> None:
+        if expected_version is not None:
+            doc = {**doc, "_v": expected_version + 1}
+        self._changes.rows.append(RowWrite(collection, doc["_id"], doc, expected_version))
 
     def delete_row(self, collection: str, row_id: Any) -> None:
         self._changes.rows.append(RowWrite(collection, row_id, None))

@@ -10,10 +10,12 @@ from pydantic import BaseModel, Field
 from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_orgtree.domain import OrgUnit
 from sotay_orgtree.handlers import OrgTreeService
-from sotay_orgtree.imports import import_catalogue, read_table
+from sotay_orgtree.imports import COLUMNS, import_catalogue
 from sotay_platform.auth import Principal, current_principal
 from sotay_platform.errors import Forbidden, NotFound
+from sotay_platform.inputs import Code, Name, Text
 from sotay_platform.org_units import OrgUnits
+from sotay_platform.uploads import read_upload
 
 router = APIRouter(prefix="/units", tags=["units"])
 
@@ -33,26 +35,26 @@ Tree = Annotated[OrgUnits, Depends(tree)]
 
 
 class CreateUnit(BaseModel):
-    code: str = Field(min_length=1, max_length=64, examples=["HN.BD.CB01"])
-    name: str = Field(min_length=1, max_length=200, examples=["Chi bộ Khu phố 1"])
+    code: Code = Field(examples=["HN.BD.CB01"])
+    name: Name = Field(examples=["Chi bộ Khu phố 1"])
     level: OrgLevel
-    parent_code: str | None = None
+    parent_code: Code | None = None
 
 
 class RenameUnit(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
 
 
 class MoveUnit(BaseModel):
-    parent_code: str = Field(min_length=1)
+    parent_code: Code
 
 
 class MergeUnit(BaseModel):
-    into_code: str = Field(min_length=1)
+    into_code: Code
 
 
 class DissolveUnit(BaseModel):
-    reason: str = Field("", max_length=500)
+    reason: Annotated[str, Text(500, min_length=0)] = ""
 
 
 class UnitView(BaseModel):
@@ -111,25 +113,23 @@ async def create_unit(
 
 
 @router.post("/{code}/rename", response_model=UnitView)
-async def rename_unit(code: str, body: RenameUnit, caller: Caller, svc: Service) -> UnitView:
+async def rename_unit(code: Code, body: RenameUnit, caller: Caller, svc: Service) -> UnitView:
     return await _answer(svc, await svc.rename_unit(caller, code, body.name))
 
 
 @router.post("/{code}/move", response_model=UnitView)
-async def move_unit(code: str, body: MoveUnit, caller: Caller, svc: Service) -> UnitView:
+async def move_unit(code: Code, body: MoveUnit, caller: Caller, svc: Service) -> UnitView:
     return await _answer(svc, await svc.move_unit(caller, code, body.parent_code))
 
 
 @router.post("/{code}/merge", response_model=UnitView)
-async def merge_unit(code: str, body: MergeUnit, caller: Caller, svc: Service) -> UnitView:
+async def merge_unit(code: Code, body: MergeUnit, caller: Caller, svc: Service) -> UnitView:
     return await _answer(svc, await svc.merge_unit(caller, code, body.into_code))
 
 
 @router.post("/{code}/dissolve", response_model=UnitView)
-async def dissolve_unit(
-    code: str, body: DissolveUnit, caller: Caller, svc: Service, units: Tree
-) -> UnitView:
-    unit = await svc.dissolve_unit(caller, code, body.reason, units.count_active_children)
+async def dissolve_unit(code: Code, body: DissolveUnit, caller: Caller, svc: Service) -> UnitView:
+    unit = await svc.dissolve_unit(caller, code, body.reason)
     return await _answer(svc, unit)
 
 
@@ -140,7 +140,7 @@ async def import_units(
     file: Annotated[UploadFile, File(description="CSV (UTF-8) hoặc Excel .xlsx")],
 ) -> dict[str, Any]:
     """Columns: mã đơn vị, tên đơn vị, cấp, mã đơn vị cấp trên (English names work too)."""
-    rows = read_table(file.filename or "", await file.read())
+    rows = await read_upload(file, COLUMNS)
     report = await import_catalogue(svc, caller, rows)
     return report.as_dict()
 
@@ -161,13 +161,13 @@ async def _visible(units: OrgUnits, caller: Principal, code: str) -> dict[str, A
 
 
 @router.get("/{code}", response_model=UnitView)
-async def get_unit(code: str, caller: Caller, units: Tree) -> UnitView:
+async def get_unit(code: Code, caller: Caller, units: Tree) -> UnitView:
     return UnitView.of_doc(await _visible(units, caller, code))
 
 
 @router.get("/{code}/children", response_model=list[UnitView])
 async def get_children(
-    code: str, caller: Caller, units: Tree, include_closed: bool = False
+    code: Code, caller: Caller, units: Tree, include_closed: bool = False
 ) -> list[UnitView]:
     await _visible(units, caller, code)
     return [UnitView.of_doc(d) for d in await units.children(code, include_closed)]
@@ -175,7 +175,7 @@ async def get_children(
 
 @router.get("/{code}/subtree", response_model=list[UnitView])
 async def get_subtree(
-    code: str,
+    code: Code,
     caller: Caller,
     units: Tree,
     level: OrgLevel | None = None,
@@ -189,7 +189,7 @@ async def get_subtree(
 
 
 @router.get("/{code}/path", response_model=list[UnitView])
-async def get_path(code: str, caller: Caller, units: Tree) -> list[UnitView]:
+async def get_path(code: Code, caller: Caller, units: Tree) -> list[UnitView]:
     doc = await _visible(units, caller, code)
     chain = [await units.get(c) for c in doc["path"]]
     return [UnitView.of_doc(d) for d in chain if d]

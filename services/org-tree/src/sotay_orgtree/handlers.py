@@ -1,36 +1,77 @@
-"""One function per command: load, authorize against the unit's path, decide, append."""
+"""One method per command: load, authorize against the unit's path, decide, commit.
+
+Every command persists through one unit of work. Beside the unit's stream it
+writes the `children` row of each parent it touches: the active children of
+that unit, a versioned row written in the same commit. A dissolve decides
+"no active children" from that row, not from a lagging projection, and
+because a create or move under the unit writes the same row with its
+version, of a dissolve and a concurrent create exactly one commits; the
+other runs again on fresh state.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
-from sotay_events import CommandContext, EventStore, Repository
+from sotay_events import CommandContext, EventStore, UnitOfWork, retry_on_conflict
 from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_orgtree.domain import OrgUnit, RuleBroken
 from sotay_platform.auth import ADMIN_ROLES, Principal
 from sotay_platform.errors import Conflict, NotFound
 
-ChildCounter = Callable[[str], Awaitable[int]]
+CHILDREN = "children"
+
+
+class Children:
+    """The `children` rows a command read, so it writes them back at the version it read."""
+
+    def __init__(self, uow: UnitOfWork, store: EventStore) -> None:
+        self.uow = uow
+        self.store = store
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    async def of(self, unit_id: str) -> dict[str, Any]:
+        if unit_id not in self.rows:
+            found = await self.store.read_row(CHILDREN, unit_id)
+            self.rows[unit_id] = found or {"_id": unit_id, "active": [], "_v": 0}
+        return self.rows[unit_id]
+
+    async def add(self, parent_id: str, child_id: str) -> None:
+        row = await self.of(parent_id)
+        row["active"] = sorted({*row["active"], child_id})
+
+    async def remove(self, parent_id: str | None, child_id: str) -> None:
+        if parent_id:
+            row = await self.of(parent_id)
+            row["active"] = [c for c in row["active"] if c != child_id]
+
+    def write(self) -> None:
+        for row in self.rows.values():
+            self.uow.row(
+                CHILDREN,
+                {"_id": row["_id"], "active": row["active"]},
+                expected_version=row.get("_v", 0),
+            )
 
 
 class OrgTreeService:
-    def __init__(self, store: EventStore, on_saved: Callable[[], None] = lambda: None) -> None:
-        self.units = Repository(store, OrgUnit)
-        self.on_saved = on_saved
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
 
-    async def load(self, code: str, field: str = "code") -> OrgUnit:
-        unit = await self.units.get(code)
+    async def load(self, uow: UnitOfWork, code: str, field: str = "code") -> OrgUnit:
+        unit = await uow.get(OrgUnit, code)
         if unit is None:
             raise NotFound(f"Không tìm thấy đơn vị có mã {code}", field=field)
         return unit
 
-    async def path_of(self, unit: OrgUnit) -> list[str]:
+    async def path_of(self, unit: OrgUnit, uow: UnitOfWork | None = None) -> list[str]:
         """Root .. unit, walking the aggregates themselves (never a stale read model)."""
+        uow = uow or self.store.unit_of_work()
         chain = [unit.id]
         current = unit.parent_id
         while current and current not in chain:
-            parent = await self.units.get(current)
+            parent = await uow.get(OrgUnit, current)
             if parent is None:
                 break
             if parent.merged_into:
@@ -40,15 +81,16 @@ class OrgTreeService:
             current = parent.parent_id
         return chain[::-1]
 
-    async def _save(
-        self, unit: OrgUnit, principal: Principal, path: list[str], correlation_id: str | None
+    @staticmethod
+    async def _commit(
+        uow: UnitOfWork, principal: Principal, path: list[str], correlation_id: str | None
     ) -> None:
         context = CommandContext(actor=principal.subject, org_path=tuple(path))
         if correlation_id:
             context = replace(context, correlation_id=correlation_id)
-        await self.units.save(unit, context)
-        self.on_saved()
+        await uow.commit(context)
 
+    @retry_on_conflict()
     async def create_unit(
         self,
         principal: Principal,
@@ -59,10 +101,11 @@ class OrgTreeService:
         correlation_id: str | None = None,
     ) -> tuple[OrgUnit, bool]:
         """Returns the unit and whether it was created now; the same request twice creates once."""
-        parent = await self.load(parent_code, "parent_code") if parent_code else None
-        parent_path = await self.path_of(parent) if parent else []
+        uow = self.store.unit_of_work()
+        parent = await self.load(uow, parent_code, "parent_code") if parent_code else None
+        parent_path = await self.path_of(parent, uow) if parent else []
         principal.require(ADMIN_ROLES, parent_path)
-        existing = await self.units.get(code)
+        existing = await uow.get(OrgUnit, code)
         if existing is not None:
             if (existing.name, existing.level, existing.parent_id) == (
                 " ".join(name.split()),
@@ -70,53 +113,82 @@ class OrgTreeService:
                 parent_code,
             ):
                 return existing, False
+            visible = principal.covers(ADMIN_ROLES, await self.path_of(existing, uow))
             raise Conflict(
-                f"Mã đơn vị {code} đã được dùng cho {existing.name}",
+                f"Mã đơn vị {code} đã được dùng"
+                + (f" cho {existing.name}" if visible else " cho một đơn vị khác"),
                 field="code",
                 code="duplicate_code",
             )
         unit = OrgUnit.create(code, name, level, parent)
-        await self._save(unit, principal, [*parent_path, code], correlation_id)
+        uow.add(unit)
+        children = Children(uow, self.store)
+        if parent is not None:
+            await children.add(parent.id, code)
+        children.write()
+        await self._commit(uow, principal, [*parent_path, code], correlation_id)
         return unit, True
 
+    @retry_on_conflict()
     async def rename_unit(self, principal: Principal, code: str, name: str) -> OrgUnit:
-        unit = await self.load(code)
-        path = await self.path_of(unit)
+        uow = self.store.unit_of_work()
+        unit = await self.load(uow, code)
+        path = await self.path_of(unit, uow)
         principal.require(ADMIN_ROLES, path)
         unit.rename(name)
-        await self._save(unit, principal, path, None)
+        await self._commit(uow, principal, path, None)
         return unit
 
+    @retry_on_conflict()
     async def move_unit(self, principal: Principal, code: str, parent_code: str) -> OrgUnit:
-        unit = await self.load(code)
-        path = await self.path_of(unit)
-        parent = await self.load(parent_code, "parent_code")
-        parent_path = await self.path_of(parent)
+        uow = self.store.unit_of_work()
+        unit = await self.load(uow, code)
+        path = await self.path_of(unit, uow)
+        parent = await self.load(uow, parent_code, "parent_code")
+        parent_path = await self.path_of(parent, uow)
         principal.require(ADMIN_ROLES, path)
         principal.require(ADMIN_ROLES, parent_path)
+        old_parent = unit.parent_id
         unit.move(parent, parent_path)
-        await self._save(unit, principal, [*parent_path, unit.id], None)
+        children = Children(uow, self.store)
+        await children.remove(old_parent, code)
+        await children.add(parent.id, code)
+        children.write()
+        await self._commit(uow, principal, [*parent_path, unit.id], None)
         return unit
 
+    @retry_on_conflict()
     async def merge_unit(self, principal: Principal, code: str, into_code: str) -> OrgUnit:
-        unit = await self.load(code)
-        path = await self.path_of(unit)
-        target = await self.load(into_code, "into_code")
-        target_path = await self.path_of(target)
+        uow = self.store.unit_of_work()
+        unit = await self.load(uow, code)
+        path = await self.path_of(unit, uow)
+        target = await self.load(uow, into_code, "into_code")
+        target_path = await self.path_of(target, uow)
         principal.require(ADMIN_ROLES, path)
         principal.require(ADMIN_ROLES, target_path)
         unit.merge_into(target, target_path)
-        await self._save(unit, principal, path, None)
+        # What stood under the merged unit now stands under the unit it merged into.
+        children = Children(uow, self.store)
+        moved = list((await children.of(code))["active"])
+        await children.remove(unit.parent_id, code)
+        for child in moved:
+            await children.remove(code, child)
+            await children.add(target.id, child)
+        children.write()
+        await self._commit(uow, principal, path, None)
         return unit
 
-    async def dissolve_unit(
-        self, principal: Principal, code: str, reason: str, count_children: ChildCounter
-    ) -> OrgUnit:
-        unit = await self.load(code)
-        path = await self.path_of(unit)
+    @retry_on_conflict()
+    async def dissolve_unit(self, principal: Principal, code: str, reason: str) -> OrgUnit:
+        uow = self.store.unit_of_work()
+        unit = await self.load(uow, code)
+        path = await self.path_of(unit, uow)
         principal.require(ADMIN_ROLES, path)
-        unit.dissolve(await count_children(code), reason)
-        await self._save(unit, principal, path, None)
+        children = Children(uow, self.store)
+        unit.dissolve(len((await children.of(code))["active"]), reason)
+        await children.remove(unit.parent_id, code)
+        children.write()
+        await self._commit(uow, principal, path, None)
         return unit
 
 

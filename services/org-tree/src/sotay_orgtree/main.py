@@ -27,7 +27,7 @@ def create_app(
         lifespan=runtime.lifespan,
     )
     runtime.install(app)
-    app.state.service = OrgTreeService(runtime.store, on_saved=runtime.relay.wake)
+    app.state.service = OrgTreeService(runtime.store)
     app.state.tree = OrgUnits(runtime.db)
     app.include_router(api.router)
 

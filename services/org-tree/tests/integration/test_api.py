@@ -1,5 +1,6 @@
 """org-tree through HTTP against the real servers."""
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -199,3 +200,33 @@ async def test_one_trace_from_the_request_to_the_projection(
     await eventually(whole_trace)
     names = {s.name for s in spans_of_request()}
     assert {"eventstore.commit", "sotay.org-tree.events publish", "projection.org_units"} <= names
+
+
+async def test_a_dissolve_racing_a_create_under_the_unit_never_both_win(
+    client: httpx.AsyncClient, bearer: Headers
+) -> None:
+    root = bearer()
+    await create(client, root, "TW", "Trung ương", "central", None)
+    await create(client, root, "RC", "Đảng bộ tỉnh Thử", "province", "TW")
+    for round_ in range(3):
+        commune = f"RC.X{round_}"
+        await create(client, root, commune, f"Đảng bộ xã {round_}", "commune", "RC")
+        dissolve, child = await asyncio.gather(
+            post(client, f"/units/{commune}/dissolve", {"reason": "thử"}, root),
+            post(
+                client,
+                "/units",
+                {
+                    "code": f"{commune}.CB",
+                    "name": "Chi bộ",
+                    "level": "branch",
+                    "parent_code": commune,
+                },
+                root,
+            ),
+        )
+        # Exactly one wins: a dissolved unit with a child under it never exists.
+        assert sorted([dissolve.status_code, child.status_code]) in ([200, 422], [201, 422]), (
+            dissolve.text,
+            child.text,
+        )

@@ -1,5 +1,6 @@
 """Commands through the service layer on an in-memory store: authorization, idempotence, import."""
 
+import asyncio
 import io
 
 import pytest
@@ -7,6 +8,7 @@ from openpyxl import Workbook
 
 from sotay_events import InMemoryEventStore
 from sotay_events.catalogue.org_tree import OrgLevel
+from sotay_orgtree.domain import RuleBroken
 from sotay_orgtree.handlers import OrgTreeService
 from sotay_orgtree.imports import import_catalogue, read_table
 from sotay_platform.auth import Grant, Principal, Role
@@ -59,7 +61,7 @@ async def test_paths_follow_merges(service: OrgTreeService) -> None:
     await service.create_unit(ROOT, "X2", "Xã 2", OrgLevel.commune, "HN")
     await service.create_unit(ROOT, "CB1", "Chi bộ 1", OrgLevel.branch, "X1")
     await service.merge_unit(ROOT, "X1", "X2")
-    cb1 = await service.load("CB1")
+    cb1 = await service.load(service.store.unit_of_work(), "CB1")
     assert await service.path_of(cb1) == ["TW", "HN", "X2", "CB1"]
     hn_x2_admin = Principal("x2", (Grant(Role.committee_admin, "X2"),))
     await service.rename_unit(hn_x2_admin, "CB1", "Chi bộ thôn 1")  # X2's office now covers CB1
@@ -107,3 +109,19 @@ async def test_csv_import_and_bad_files() -> None:
     assert missing.value.field == "file"
     with pytest.raises(Invalid):
         read_table("a.pdf", b"%PDF")
+
+
+async def test_a_dissolve_and_a_create_under_the_unit_never_both_win(
+    service: OrgTreeService,
+) -> None:
+    await service.create_unit(ROOT, "X9", "Xã 9", OrgLevel.commune, "HN")
+    results = await asyncio.gather(
+        service.dissolve_unit(ROOT, "X9", "Giải thể"),
+        service.create_unit(ROOT, "CB9", "Chi bộ 9", OrgLevel.branch, "X9"),
+        return_exceptions=True,
+    )
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert len(failures) == 1 and isinstance(failures[0], RuleBroken), results
+    x9 = await service.load(service.store.unit_of_work(), "X9")
+    created = await service.store.load("OrgUnit", "CB9")
+    assert (x9.status == "dissolved") != bool(created)

@@ -1,0 +1,1 @@
+"""Sổ tay feedback: members' comments, reports, proposals, petitions and questions."""
