@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PACKAGES := libs/events libs/platform $(sort $(dir $(wildcard services/*/pyproject.toml)))
 SOURCES  := $(foreach p,$(PACKAGES),$(p)/src)
-TEST_DIRS := libs/events/tests libs/platform/tests tests/contract $(foreach p,$(sort $(dir $(wildcard services/*/pyproject.toml))),$(p)tests)
+TEST_DIRS := libs/events/tests libs/platform/tests tests/contract deploy/tests $(foreach p,$(sort $(dir $(wildcard services/*/pyproject.toml))),$(p)tests)
 
 .PHONY: run test venv lint typecheck registry registry-check unit bench clean
 
@@ -22,11 +22,12 @@ run: venv
 	$(BIN)/python -m sotay_platform.devrun
 
 lint: venv
-	$(BIN)/ruff check libs services tests bench
-	$(BIN)/ruff format --check libs services tests bench
+	$(BIN)/ruff check libs services tests bench deploy
+	$(BIN)/ruff format --check libs services tests bench deploy
 
 typecheck: venv
 	$(BIN)/mypy $(SOURCES)
+	$(BIN)/mypy deploy/tests
 
 registry: venv
 	$(BIN)/python -m sotay_events.schema_registry write

@@ -42,6 +42,9 @@ class Role(StrEnum):
     province_admin = "province_admin"
     editor = "editor"  # editorial board: drafts and submits pieces
     editorial_reviewer = "editorial_reviewer"  # editorial board: reviews and publishes
+    organisation_department = "organisation_department"  # a committee's Ban Tổ chức
+    propaganda_department = "propaganda_department"  # a committee's Ban Tuyên giáo
+    inspection_committee = "inspection_committee"  # a committee's Ủy ban Kiểm tra
     central_office = "central_office"  # national, read-only
     system_admin = "system_admin"  # platform operators: the national tree itself
 
