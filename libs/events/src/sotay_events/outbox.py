@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,9 @@ from sotay_events.store import MongoEventStore
 log = logging.getLogger(__name__)
 meter = metrics.get_meter("sotay_events.outbox")
 published_counter = meter.create_counter("sotay.outbox.published", unit="{event}")
+
+
+HEADS_REMEMBERED = 100_000
 
 
 def topic_of(envelope: EventEnvelope) -> str:
@@ -81,6 +85,8 @@ class OutboxRelay:
         self._prepare = prepare
         self._prepared = False
         self._offsets: dict[str, int] = {}  # "topic:partition" -> highest offset published
+        # The last version published of recent streams: most batches need no extra look-up.
+        self._heads: OrderedDict[str, int] = OrderedDict()
 
     @property
     def active(self) -> bool:
@@ -97,7 +103,7 @@ class OutboxRelay:
         batch = await self.lease.next_sequence()
         if batch is None:
             return 0  # the lease moved to another replica: stand by
-        envelopes = await self.store.unpublished(self.batch_size)
+        envelopes = await self.store.unpublished(self.batch_size, self._heads)
         if not envelopes:
             self.backlog = 0
             return 0
@@ -125,6 +131,11 @@ class OutboxRelay:
         if not await self.lease.set_fields({"offsets": self._offsets}):
             return 0
         await self.store.mark_published([e.event_id for e in envelopes], batch)
+        for envelope in envelopes:
+            self._heads[envelope.stream_id] = envelope.aggregate_version
+            self._heads.move_to_end(envelope.stream_id)
+        while len(self._heads) > HEADS_REMEMBERED:
+            self._heads.popitem(last=False)
         published_counter.add(len(envelopes))
         full = len(envelopes) >= self.batch_size
         # Bounded: catching up after an outage costs the same per batch, however long the backlog.
@@ -147,11 +158,16 @@ class OutboxRelay:
             self._offsets = {}
             await self.lease.set_fields({"offsets": {}})
 
+    def forget(self) -> None:
+        """After losing the lease another relay may have published: trust nothing remembered."""
+        self._heads.clear()
+
     async def run(self) -> None:
         while True:
             try:
                 if not await self.lease.hold():
                     self._prepared = False
+                    self.forget()
                     await asyncio.sleep(min(1.0, self.lease.timeout / 3))
                     continue
                 sent = await self.publish_pending()

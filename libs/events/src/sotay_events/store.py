@@ -7,7 +7,7 @@ carries `published`, which only the relay flips.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Generic, Protocol, TypeVar
@@ -331,24 +331,47 @@ class MongoEventStore:
 
     # The relay's side.
 
-    async def unpublished(self, limit: int) -> list[EventEnvelope]:
+    async def unpublished(
+        self, limit: int, published_heads: Mapping[str, int] | None = None
+    ) -> list[EventEnvelope]:
         """The next batch to publish: for each stream, its unpublished events in version order.
 
-        The oldest unpublished events by id choose which streams go next; each
-        chosen stream then goes from its lowest unpublished version, so a
-        version written by a pod whose clock runs ahead or behind never
-        leaves before the version committed before it.
+        The oldest unpublished events by id make the batch. A stream whose first
+        event in it is not the one right after what is known published (a
+        version written by a pod whose clock runs behind, so with a smaller id,
+        may still be waiting) is completed from its lowest unpublished version,
+        so a version never leaves before the one committed before it.
+        `published_heads` (stream -> last version published, the relay's
+        memory) spares that look-up for streams it has just published.
         """
-        oldest = self.events.find({"published": False}, {"stream_id": 1}).sort("_id", ASCENDING)
-        streams = list(dict.fromkeys([doc["stream_id"] async for doc in oldest.limit(limit)]))
-        if not streams:
-            return []
-        cursor = (
-            self.events.find({"published": False, "stream_id": {"$in": streams}})
-            .sort([("stream_id", ASCENDING), ("aggregate_version", ASCENDING)])
+        heads = published_heads or {}
+        docs = [
+            doc
+            async for doc in self.events.find({"published": False})
+            .sort("_id", ASCENDING)
             .limit(limit)
-        )
-        return [from_document(doc) async for doc in cursor]
+        ]
+        by_stream: dict[str, list[dict[str, Any]]] = {}
+        for doc in docs:
+            by_stream.setdefault(doc["stream_id"], []).append(doc)
+        unsure = [
+            stream
+            for stream, found in by_stream.items()
+            if (first := min(d["aggregate_version"] for d in found)) != 1
+            and heads.get(stream) != first - 1
+        ]
+        if unsure:
+            cursor = self.events.find({"stream_id": {"$in": unsure}, "published": False})
+            complete: dict[str, list[dict[str, Any]]] = {}
+            async for doc in cursor:
+                complete.setdefault(doc["stream_id"], []).append(doc)
+            by_stream.update(complete)
+        ordered = [
+            doc
+            for stream in by_stream
+            for doc in sorted(by_stream[stream], key=lambda d: d["aggregate_version"])
+        ]
+        return [from_document(doc) for doc in ordered]
 
     async def mark_published(self, event_ids: Sequence[str], batch: int = 0) -> None:
         await self.events.update_many(
