@@ -6,7 +6,7 @@ PACKAGES := libs/events libs/platform $(sort $(dir $(wildcard services/*/pyproje
 SOURCES  := $(foreach p,$(PACKAGES),$(p)/src)
 TEST_DIRS := libs/events/tests libs/platform/tests tests/contract deploy/tests $(foreach p,$(sort $(dir $(wildcard services/*/pyproject.toml))),$(p)tests)
 
-.PHONY: run test venv lint typecheck registry registry-check unit bench clean
+.PHONY: run test venv lint typecheck registry registry-check unit bench drill clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ unit: venv
 
 bench: venv
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit $$?; done
+
+# Fault drills on the embedded servers with several replicas; writes docs/DRILLS.md.
+drill: venv
+	$(BIN)/python -m sotay_platform.drills --markdown docs/DRILLS.md
 
 clean:
 	rm -rf $(VENV) .stack

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -184,10 +185,10 @@ class ProjectionRunner:
                 if attempt == self.max_attempts:
                     break
                 log.warning(
-                    "projection %s failed (attempt %d), retrying",
+                    "projection %s failed (attempt %d), retrying: %s",
                     self.projection.name,
                     attempt,
-                    exc_info=True,
+                    repr(sys.exc_info()[1])[:300],
                 )
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
         if len(batch) == 1 or self.park is None:

@@ -1,8 +1,13 @@
-"""`make run`: the embedded stack, every service, a demo tree, until Ctrl-C.
+"""`make run`: the embedded stack, every service, a living demo, until Ctrl-C.
 
 Services are found from `services/*/pyproject.toml` ([tool.sotay] app, port).
 A development signing key is made under .stack/keys; every service verifies
 tokens with the matching JWKS, identity (when present) signs with the key.
+MongoDB keeps its data under .stack/mongo, so stopping and starting again keeps
+every member, meeting and figure (`make clean` starts afresh); the broker keeps
+its log in memory and the relays publish the history again when it comes back
+empty. Spans are written as OTLP JSON to .stack/traces.jsonl:
+`python -m sotay_platform.trace TRACE_ID` prints a request's path from it.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ def dev_issuer() -> TokenIssuer:
     return issuer
 
 
-def load_demo(token: str) -> None:
+def load_demo(token: str, env: dict[str, str], services: set[str]) -> None:
+    """Through the services' own commands, so every figure is real; a second run adds nothing."""
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url="http://127.0.0.1:8001", headers=headers, timeout=60) as client:
         client.post("/units", json={"code": "TW", "name": "Trung ương", "level": "central"})
@@ -66,6 +72,15 @@ def load_demo(token: str) -> None:
             "/units/import", files={"file": (demo.name, demo.read_bytes(), "text/csv")}
         ).json()
         print(f"cây tổ chức mẫu: {report['created']} đơn vị mới, {report['unchanged']} đã có")
+    # Each service that brings a demo of its own loads it the same way, in this order.
+    for service, module, args in (
+        ("web", "sotay_web.demo", ["--token", token]),
+        ("content", "sotay_content.demo", ["--token", token]),
+        ("feedback", "sotay_feedback.demo", []),
+    ):
+        if service in services:
+            print(f"dữ liệu trình diễn: {service}…", flush=True)
+            subprocess.run([sys.executable, "-m", module, *args], env=env, check=False)
 
 
 def wait_healthy(port: int, timeout: float = 90) -> None:
@@ -82,7 +97,14 @@ def wait_healthy(port: int, timeout: float = 90) -> None:
 
 def main() -> None:
     STATE.mkdir(exist_ok=True)
-    stack = EmbeddedStack(STATE, kafka_port=19092, mongo_port=27027, redis_port=16379)
+    (STATE / "mongo").mkdir(exist_ok=True)
+    stack = EmbeddedStack(
+        STATE,
+        kafka_port=19092,
+        mongo_port=27027,
+        redis_port=16379,
+        mongo_storage=str(STATE / "mongo"),
+    )
     services: list[subprocess.Popen[bytes]] = []
     try:
         stack.start()
@@ -92,6 +114,9 @@ def main() -> None:
             **stack.env,
             "SOTAY_AUTH_JWKS": str(STATE / "jwks.json"),
             "SOTAY_IDENTITY_KEYS_DIR": str(STATE / "keys"),
+            "SOTAY_TRACE_FILE": str(STATE / "traces.jsonl"),
+            # Every replica of meetings must derive the same check-in codes.
+            "SOTAY_CHECKIN_SECRET": "dev-only-checkin-secret",
         }
         found = discover()
         for name, app, port in found:
@@ -119,8 +144,10 @@ def main() -> None:
             wait_for_port(port, timeout=60, name=name)
             wait_healthy(port)
         token = issuer.issue("demo-admin", [Grant(Role.system_admin, "TW")], ttl_seconds=12 * 3600)
-        load_demo(token)
+        load_demo(token, env, {name for name, _, _ in found})
         print("\nSổ tay đang chạy (Ctrl-C để dừng):")
+        if any(name == "web" for name, _, _ in found):
+            print("  Ứng dụng (mở trên điện thoại hoặc máy tính): http://127.0.0.1:8000")
         for name, _, port in found:
             print(
                 f"  {name:<10} http://127.0.0.1:{port}   tài liệu API: http://127.0.0.1:{port}/docs"
