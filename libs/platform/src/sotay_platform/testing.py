@@ -36,18 +36,60 @@ def docker_answers() -> bool:
 
 def _containers(stack: ExitStack) -> dict[str, str]:
     from testcontainers.kafka import KafkaContainer
-    from testcontainers.mongodb import MongoDbContainer
     from testcontainers.redis import RedisContainer
 
     kafka = stack.enter_context(KafkaContainer().with_kraft())
-    mongo = stack.enter_context(MongoDbContainer("mongo:7", replica_set="rs0"))
+    mongo_url = _mongo_replica_set(stack)
     redis = stack.enter_context(RedisContainer())
     return {
         "SOTAY_KAFKA_BOOTSTRAP": kafka.get_bootstrap_server(),
-        "SOTAY_MONGO_URL": mongo.get_connection_url() + "/?directConnection=true",
+        "SOTAY_MONGO_URL": mongo_url,
         "SOTAY_REDIS_URL": f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0",
         "SOTAY_KAFKA_IDEMPOTENT_PRODUCER": "true",
     }
+
+
+def _mongo_replica_set(stack: ExitStack) -> str:
+    """A one-member replica set (transactions need one), initiated by hand.
+
+    testcontainers' MongoDbContainer takes no replica-set option and always
+    enables authentication, which a replica set would then need a keyfile
+    for; a plain container with `--replSet` and `rs.initiate` is what works.
+    """
+    import re
+    import time
+
+    from pymongo import MongoClient
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    mongo = stack.enter_context(
+        DockerContainer("mongo:7.0.14")
+        .with_command("--replSet rs0 --bind_ip_all")
+        .with_exposed_ports(27017)
+        .waiting_for(LogMessageWaitStrategy(re.compile("waiting for connections", re.I)))
+    )
+    initiated = mongo.exec(
+        [
+            "mongosh",
+            "--quiet",
+            "--eval",
+            "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'localhost:27017'}]})",
+        ]
+    )
+    if initiated.exit_code != 0:
+        raise RuntimeError(f"rs.initiate failed: {initiated.output!r}")
+    host, port = mongo.get_container_host_ip(), mongo.get_exposed_port(27017)
+    # The member calls itself localhost:27017, which the host does not see: connect directly.
+    url = f"mongodb://{host}:{port}/?directConnection=true"
+    client: MongoClient[dict[str, Any]]
+    with MongoClient(url) as client:
+        deadline = time.monotonic() + 60
+        while not client.admin.command("hello").get("isWritablePrimary"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the MongoDB replica set elected no primary")
+            time.sleep(0.5)
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -174,8 +216,8 @@ async def fuzz_openapi(
     import requests
     import schemathesis
     from hypothesis import HealthCheck, Phase, given
-    from hypothesis.errors import Unsatisfiable
     from hypothesis import settings as hypothesis_settings
+    from hypothesis.errors import Unsatisfiable
     from schemathesis.checks import not_a_server_error
     from schemathesis.core.result import Err
     from schemathesis.specs.openapi.checks import (
