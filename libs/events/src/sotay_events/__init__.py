@@ -5,18 +5,17 @@ from sotay_events.catalogue import CATALOGUE, DomainEvent, UnknownEvent
 from sotay_events.envelope import EventEnvelope, new_event_id
 from sotay_events.store import (
     CommandContext,
-    ConcurrencyConflict,
     EventStore,
     InMemoryEventStore,
     MongoEventStore,
-    PrivateRecord,
-    Repository,
     decode,
 )
 from sotay_events.uow import (
     ClaimTaken,
+    ConcurrencyConflict,
     EventTooLarge,
     GroupCommit,
+    PrivateRecord,
     UnitOfWork,
     retry_on_conflict,
 )
@@ -35,7 +34,6 @@ __all__ = [
     "InMemoryEventStore",
     "MongoEventStore",
     "PrivateRecord",
-    "Repository",
     "UnitOfWork",
     "UnknownEvent",
     "decode",

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 from opentelemetry import propagate, trace
 from pymongo import ASCENDING, AsyncMongoClient, DeleteOne, ReplaceOne
@@ -18,7 +18,6 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from sotay_events.aggregate import Aggregate
 from sotay_events.catalogue import CATALOGUE, DomainEvent
 from sotay_events.envelope import SYSTEM_ACTOR, EventEnvelope, new_event_id
 from sotay_events.transaction import run_in_transaction
@@ -29,9 +28,7 @@ from sotay_events.uow import (
     ClaimTaken,
     ConcurrencyConflict,
     EventTooLarge,
-    PrivateRecord,
     RowWrite,
-    StreamWrite,
     UnitOfWork,
 )
 
@@ -177,24 +174,6 @@ class MongoEventStore:
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self)
-
-    async def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        expected_version: int,
-        events: Sequence[DomainEvent],
-        context: CommandContext,
-        private: Sequence[PrivateRecord] = (),
-    ) -> list[EventEnvelope]:
-        """Transitional: one stream through a unit of work. New code uses `unit_of_work()`."""
-        changes = Changes(
-            streams=[StreamWrite(aggregate_type, aggregate_id, expected_version, list(events))],
-            private=list(private),
-        )
-        if changes.empty:
-            return []
-        return await self.commit(changes, context)
 
     async def commit(self, changes: Changes, context: CommandContext) -> list[EventEnvelope]:
         envelopes = envelopes_of(changes, context)
@@ -460,24 +439,6 @@ class InMemoryEventStore:
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self)
 
-    async def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        expected_version: int,
-        events: Sequence[DomainEvent],
-        context: CommandContext,
-        private: Sequence[PrivateRecord] = (),
-    ) -> list[EventEnvelope]:
-        """Transitional: one stream through a unit of work. New code uses `unit_of_work()`."""
-        changes = Changes(
-            streams=[StreamWrite(aggregate_type, aggregate_id, expected_version, list(events))],
-            private=list(private),
-        )
-        if changes.empty:
-            return []
-        return await self.commit(changes, context)
-
     async def commit(self, changes: Changes, context: CommandContext) -> list[EventEnvelope]:
         async with self._lock:
             for write in changes.streams:
@@ -546,32 +507,3 @@ class InMemoryEventStore:
 
     def all_events(self) -> list[EventEnvelope]:
         return sorted((e for s in self.streams.values() for e in s), key=lambda e: e.event_id)
-
-
-A = TypeVar("A", bound=Aggregate)
-
-
-class Repository(Generic[A]):
-    """Loads aggregates of one class; `save` commits one aggregate through a unit of work.
-
-    A shorthand for handlers that touch a single stream and nothing else.
-    """
-
-    def __init__(self, store: EventStore, aggregate_class: type[A]) -> None:
-        self.store = store
-        self.aggregate_class = aggregate_class
-
-    async def get(self, aggregate_id: str) -> A | None:
-        envelopes = await self.store.load(self.aggregate_class.aggregate_type, aggregate_id)
-        if not envelopes:
-            return None
-        return self.aggregate_class.rebuild(aggregate_id, [decode(e) for e in envelopes])
-
-    async def save(
-        self, aggregate: A, context: CommandContext, private: Sequence[PrivateRecord] = ()
-    ) -> list[EventEnvelope]:
-        uow = self.store.unit_of_work()
-        uow.add(aggregate)
-        for record in private:
-            uow.private(record.collection, record.doc)
-        return await uow.commit(context)

@@ -15,10 +15,12 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from sotay_events import CommandContext, ConcurrencyConflict, EventEnvelope, MongoEventStore, topics
+from sotay_events.catalogue import DomainEvent
 from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated, UnitRenamed
 from sotay_events.consumer import Applied, ProjectionRunner, subscribe_projection
 from sotay_events.kafka import ensure_topics, make_broker
 from sotay_events.outbox import OutboxRelay
+from sotay_events.uow import Changes, StreamWrite
 from sotay_platform.settings import InfraSettings
 from sotay_platform.stack import EmbeddedStack
 from sotay_platform.testing import eventually
@@ -41,6 +43,19 @@ class UnitNames:
                     upsert=True,
                     session=session,
                 )
+
+
+async def append(
+    store: MongoEventStore,
+    aggregate_type: str,
+    aggregate_id: str,
+    expected_version: int,
+    events: list[DomainEvent],
+    context: CommandContext,
+) -> list[EventEnvelope]:
+    """One stream's events committed at an expected version: the store's own commit."""
+    write = StreamWrite(aggregate_type, aggregate_id, expected_version, events)
+    return await store.commit(Changes(streams=[write]), context)
 
 
 def created(unit_id: str) -> UnitCreated:
@@ -70,8 +85,8 @@ async def store(mongo: AsyncMongoClient[dict[str, Any]]) -> MongoEventStore:
 async def test_of_two_concurrent_appends_exactly_one_wins(store: MongoEventStore) -> None:
     unit = uuid.uuid4().hex
     results = await asyncio.gather(
-        store.append("OrgUnit", unit, 0, [created(unit)], CommandContext()),
-        store.append("OrgUnit", unit, 0, [created(unit)], CommandContext()),
+        append(store, "OrgUnit", unit, 0, [created(unit)], CommandContext()),
+        append(store, "OrgUnit", unit, 0, [created(unit)], CommandContext()),
         return_exceptions=True,
     )
     assert sorted(type(r).__name__ for r in results) == ["ConcurrencyConflict", "list"]
@@ -80,14 +95,14 @@ async def test_of_two_concurrent_appends_exactly_one_wins(store: MongoEventStore
 
 async def test_many_racers_one_stream_versions_stay_dense(store: MongoEventStore) -> None:
     unit = uuid.uuid4().hex
-    await store.append("OrgUnit", unit, 0, [created(unit)], CommandContext())
+    await append(store, "OrgUnit", unit, 0, [created(unit)], CommandContext())
 
     async def rename_until_it_lands(i: int) -> None:
         while True:
             version = len(await store.load("OrgUnit", unit))
             try:
-                await store.append(
-                    "OrgUnit", unit, version, [renamed(unit, f"n{i}", "x")], CommandContext()
+                await append(
+                    store, "OrgUnit", unit, version, [renamed(unit, f"n{i}", "x")], CommandContext()
                 )
                 return
             except ConcurrencyConflict:
@@ -100,9 +115,10 @@ async def test_many_racers_one_stream_versions_stay_dense(store: MongoEventStore
 
 async def test_a_command_with_a_conflict_writes_none_of_its_events(store: MongoEventStore) -> None:
     unit = uuid.uuid4().hex
-    await store.append("OrgUnit", unit, 0, [created(unit)], CommandContext())
+    await append(store, "OrgUnit", unit, 0, [created(unit)], CommandContext())
     with pytest.raises(ConcurrencyConflict):
-        await store.append(
+        await append(
+            store,
             "OrgUnit",
             unit,
             0,
@@ -155,12 +171,13 @@ async def test_outbox_delivers_everything_across_a_broker_restart(
     units = [uuid.uuid4().hex for _ in range(5)]
     try:
         for unit in units:
-            await store.append("OrgUnit", unit, 0, [created(unit)], CommandContext())
+            await append(store, "OrgUnit", unit, 0, [created(unit)], CommandContext())
         await eventually(lambda: _zero(store))
 
         own_kafka.stop_one("kafka")
         for unit in units:  # recorded while the broker is away
-            await store.append(
+            await append(
+                store,
                 "OrgUnit",
                 unit,
                 1,
@@ -213,7 +230,7 @@ async def test_consumer_applies_each_event_once_and_parks_poison(
     tracer = trace.get_tracer("test")
     try:
         with tracer.start_as_current_span("request") as request_span:
-            await store.append("OrgUnit", unit, 0, [created(unit)], CommandContext())
+            await append(store, "OrgUnit", unit, 0, [created(unit)], CommandContext())
         trace_id = request_span.get_span_context().trace_id
         await eventually(lambda: store.db.unit_names.find_one({"_id": unit}))
 
@@ -227,8 +244,8 @@ async def test_consumer_applies_each_event_once_and_parks_poison(
         await broker.publish(future.to_bytes(), topics.ORG_TREE, key=unit.encode())
         # A redelivery of an applied event changes nothing.
         await broker.publish(history[0].to_bytes(), topics.ORG_TREE, key=unit.encode())
-        await store.append(
-            "OrgUnit", unit, 1, [renamed(unit, "Chi bộ mới", "cũ")], CommandContext()
+        await append(
+            store, "OrgUnit", unit, 1, [renamed(unit, "Chi bộ mới", "cũ")], CommandContext()
         )
 
         async def renamed_once() -> bool:

@@ -115,6 +115,29 @@ class MemberProfileUpdated(_MemberEvent):
 
 
 @register
+class MemberPartyRecordCorrected(_MemberEvent):
+    """The branch corrected what it keeps on a member's party record (admission date, date
+    made official, party card number, citizen ID): never the member's own edit.
+
+    Public fields that changed carry their new value; a corrected citizen ID is only named
+    in `personal_fields`, never given.
+    """
+
+    event_type = "MemberPartyRecordCorrected"
+
+    member_id: str
+    branch_id: str
+    admitted_on: date | None = None
+    official_on: date | None = None
+    party_card_no: str | None = None
+    personal_fields: list[str] = Field(
+        default_factory=list, description="names (never values) of personal fields corrected"
+    )
+    corrected_by: str
+    reason: str
+
+
+@register
 class MemberStatusChanged(_MemberEvent):
     """Probationary made official, or exempted from party work, or back."""
 

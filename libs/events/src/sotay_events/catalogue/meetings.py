@@ -3,6 +3,13 @@
 A check-in is a fact about one member at one meeting, in a stream of its own
 (aggregate `Attendance`), so that a meeting's size never adds to its cost. A
 vote is the same: one stream per member and poll (aggregate `Vote`).
+
+A member's `Attendance` stream holds exactly one event: `AttendanceRecorded`
+(present) or, written by the close in the same transaction as `MeetingClosed`,
+`AttendanceClosed` (not present when the meeting closed). The event store's
+unique (stream, version) index lets only one of them exist, so a check-in
+still in flight when the meeting closes is either counted by the close or
+refused; it is never recorded without being counted.
 """
 
 from __future__ import annotations
@@ -127,6 +134,19 @@ class AttendanceRecorded(_AttendanceEvent):
 
 
 @register
+class AttendanceClosed(_AttendanceEvent):
+    """The meeting closed without the member checking in: the stream's one event, so no
+    check-in can be recorded after the close counted who was present."""
+
+    event_type = "AttendanceClosed"
+
+    meeting_id: str
+    unit_id: str
+    member_id: str
+    outcome: Literal["excused", "absent_without_leave"]
+
+
+@register
 class PollOpened(_MeetingEvent):
     event_type = "PollOpened"
 
@@ -225,3 +245,10 @@ class BranchReportAcknowledged(_MeetingEvent):
     unit_id: str
     by_unit_id: str
     acknowledged_by: str
+    on_behalf_of: str | None = Field(
+        None,
+        description=(
+            "set when the central office's system admin acknowledged for the committee "
+            "`by_unit_id` (the committee's unit id); null when the committee itself did"
+        ),
+    )

@@ -16,7 +16,12 @@ from sotay_events.catalogue.base import DomainEvent, register
 
 
 class UsageFigures(BaseModel):
-    """The figures of one unit and its whole subtree, at one moment."""
+    """The figures of one unit and its whole subtree, at one moment.
+
+    A rate whose denominator is 0 is 0 here: `invited` 0 means no meeting was held
+    ("Chưa họp"), not 0% attendance; `members_in_scope` or `branches` 0 means nothing
+    to measure (and `meets_targets` is false).
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -50,7 +55,17 @@ class UsageFigures(BaseModel):
     excused_rate: float = Field(0, ge=0, description="vắng có phép / được mời, %")
     unexcused_rate: float = Field(0, ge=0, description="vắng không phép / được mời, %")
     meets_targets: bool = Field(
-        False, description="đạt cả ba mục tiêu 100% (đăng ký, sử dụng, chi bộ sinh hoạt)"
+        False,
+        description="đạt cả ba mục tiêu 100% (đăng ký, sử dụng, chi bộ sinh hoạt); "
+        "không bao giờ đạt khi không có gì để đo (0 đảng viên, 0 chi bộ)",
+    )
+    documents_published: int = Field(0, ge=0, description="tin, văn bản đã đăng trong tháng")
+    feedback_received: int = Field(0, ge=0, description="góp ý, phản ánh nhận trong tháng")
+    feedback_answered: int = Field(0, ge=0, description="góp ý đã trả lời trong tháng")
+    feedback_answered_on_time: int = Field(0, ge=0, description="trả lời đúng hạn")
+    feedback_overdue: int = Field(0, ge=0, description="góp ý quá hạn trả lời (theo hạn)")
+    feedback_median_days: float | None = Field(
+        None, ge=0, description="số ngày trả lời (trung vị) của góp ý trả lời trong tháng"
     )
 
 
@@ -106,5 +121,10 @@ class MonthlyReportIssued(DomainEvent):
     report_day: date
     issued_at: datetime
     issued_by: str
+    issued_as: str | None = Field(
+        None,
+        description="system_admin when the central office's system admin issued it on "
+        "behalf of the unit's committee",
+    )
     figures: UsageFigures
     rows: list[ReportRow] = Field(default_factory=list)
