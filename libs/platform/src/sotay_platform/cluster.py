@@ -50,7 +50,7 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Replica:
+    def spawn(self) -> Replica:
         out = self.log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", self.app, "--port", str(self.port)],
@@ -59,8 +59,14 @@ class Replica:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for_port(self.port, timeout=120, name=self.app)
         return self
+
+    def wait(self, timeout: float = 240) -> Replica:
+        wait_for_port(self.port, timeout=timeout, name=self.app)
+        return self
+
+    def start(self) -> Replica:
+        return self.spawn().wait()
 
     @property
     def alive(self) -> bool:

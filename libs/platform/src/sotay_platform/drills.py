@@ -273,11 +273,12 @@ async def mongo_restart(workdir: Path) -> Outcome:
 
         async def fault() -> None:
             drill.stack.stop_one("mongo")
-            await asyncio.sleep(5)
+            await asyncio.sleep(15)  # longer than the services' server selection timeout
             drill.stack.start_mongo()
 
         load = await drill.under_load(fault)
-        drill.outcome.note = f"answers {load.statuses} (503 while MongoDB was away)"
+        refused = load.statuses.get(503, 0)
+        drill.outcome.note = f"answers {load.statuses}: {refused} clear 503 while MongoDB was away"
         return await drill.check()
 
 
