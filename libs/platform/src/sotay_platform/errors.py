@@ -32,6 +32,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.errors import ConnectionFailure, PyMongoError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -452,6 +454,14 @@ def install_error_handlers(app: FastAPI, limits: BodyLimits | None = None) -> No
         if isinstance(exc, ConnectionFailure):
             return _answer(Unavailable("Hệ thống đang bận, vui lòng thử lại sau ít phút"))
         return _internal()
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _cache(_: Request, exc: Exception) -> JSONResponse:
+        # Redis holds no fact of its own: a moment without it is a retry, not a failure.
+        error: ServiceError = Unavailable("Hệ thống đang bận, vui lòng thử lại sau ít giây")
+        error.headers = {"Retry-After": "2"}
+        return _answer(error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
