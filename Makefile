@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PACKAGES := libs/events libs/platform $(sort $(dir $(wildcard services/*/pyproject.toml)))
 SOURCES  := $(foreach p,$(PACKAGES),$(p)/src)
-TEST_DIRS := libs/events/tests libs/platform/tests tests/contract deploy/tests $(foreach p,$(sort $(dir $(wildcard services/*/pyproject.toml))),$(p)tests)
+TEST_DIRS := libs/events/tests libs/platform/tests tests/contract tests/replicas deploy/tests $(foreach p,$(sort $(dir $(wildcard services/*/pyproject.toml))),$(p)tests)
 
 .PHONY: run test venv lint typecheck registry registry-check unit bench drill clean
 

@@ -170,10 +170,19 @@ async def test_replicas_lose_nothing_repeat_nothing_and_keep_order(
         stack.stop_one("kafka")
         branch = branches[0]
         secretary = bearer(issuer, f"sec-{branch}", Role.branch_secretary, branch)
+        later = starts + timedelta(days=30)
         r = await client.post(
-            f"{survivor.url}/meetings/{meeting_of[branch]}/close", headers=secretary
+            f"{survivor.url}/meetings",
+            json={
+                "unit_id": branch,
+                "title": "Sinh hoạt chi bộ tháng sau",
+                "starts_at": later.isoformat(),
+                "ends_at": (later + timedelta(hours=1)).isoformat(),
+                "location": "Hội trường",
+            },
+            headers=secretary,
         )
-        assert r.status_code == 200, r.text
+        assert r.status_code == 201, r.text  # accepted while the broker is away
         stack.start_kafka()
         await ensure_topics(bootstrap, topics.ALL_TOPICS, 3)
         # org-tree's and identity's relays would publish their history again too.
@@ -193,7 +202,7 @@ async def test_replicas_lose_nothing_repeat_nothing_and_keep_order(
 
         await eventually(settled, timeout=120)
         history = await store.all_events()
-        assert len(history) >= len(everyone) + len(branches)  # every check-in and meeting
+        assert len(history) >= len(everyone) + len(branches) + 1  # every check-in and meeting
         result = await delivery(store, bootstrap, topics.MEETINGS)
         assert result.lost == 0, result  # every event on Kafka at least once
         assert result.reordered == 0, result.out_of_order  # each stream in version order
