@@ -165,7 +165,11 @@ class ProjectionRunner:
         self.offset_lag: dict[str, int] = {}  # "topic:partition" -> messages not yet consumed
 
     async def create_indexes(self) -> None:
+        """The runner's own indexes and the projection's (at start and after a reset)."""
         await self.held.create_index("stream_id")
+        create_indexes = getattr(self.projection, "create_indexes", None)
+        if create_indexes is not None:
+            await create_indexes(self.db)
 
     async def handle(self, messages: Sequence[Incoming | EventEnvelope]) -> int:
         """Apply what is new in `messages`, in version order per aggregate; returns how many.
@@ -330,11 +334,7 @@ class ProjectionRunner:
             await self.db.drop_collection(name)
         await self.tracking.drop()
         await self.held.drop()
-        await self.create_indexes()
-        # Dropping took the indexes too; a projection that declares them gets them back.
-        create_indexes = getattr(self.projection, "create_indexes", None)
-        if create_indexes is not None:
-            await create_indexes(self.db)
+        await self.create_indexes()  # dropping took the indexes too
 
     async def rebuild(
         self,

@@ -472,6 +472,7 @@ class InMemoryEventStore:
                 table = self.rows.setdefault(row.collection, {})
                 if row.doc is None:
                     table.pop(row.row_id, None)
+                    self.private.get(row.collection, {}).pop(row.row_id, None)
                 else:
                     table[row.row_id] = dict(row.doc)
         for listener in self.listeners:

@@ -180,6 +180,10 @@ class UnitOfWork:
     def private(self, collection: str, doc: dict[str, Any]) -> None:
         self._changes.private.append(PrivateRecord(collection, doc))
 
+    def delete_private(self, collection: str, record_id: Any) -> None:
+        """Erase a private record in the same commit (a member's personal data, on request)."""
+        self._changes.rows.append(RowWrite(collection, record_id, None))
+
     def row(
         self, collection: str, doc: dict[str, Any], *, expected_version: int | None = None
     ) -> None:

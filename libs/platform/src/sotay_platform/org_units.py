@@ -53,6 +53,7 @@ __all__ = [
 class OrgUnitsProjection:
     name = "org_units"
     collections = (COLLECTION,)
+    event_types = frozenset(e.event_type for e in TREE_EVENTS)
 
     async def create_indexes(self, db: AsyncDatabase[Doc]) -> None:
         await create_indexes(db)

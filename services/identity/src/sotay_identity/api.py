@@ -1,23 +1,47 @@
 """HTTP routes: parse, authorize, call a handler, shape the answer.
 
-Request fields are strings so that the domain can answer every mistake in
-Vietnamese, naming the field; dates are accepted as dd/mm/yyyy (or
-yyyy-mm-dd) and returned as dd/mm/yyyy.
+Every field is declared on the shared input types (`sotay_platform.inputs`,
+through `domain.MemberFields`): text is NFC and bounded, digits of any script
+become ASCII in identifiers, dates are sane for their meaning, lists and
+integers are bounded, so hostile input is a 4xx naming the field. Dates are
+accepted as dd/mm/yyyy (or yyyy-mm-dd) and returned as dd/mm/yyyy.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
-from sotay_identity.domain import MANAGERS, STATE_LABELS, MemberInput
+from sotay_events.catalogue.identity import Gender, MemberStatus
+from sotay_identity.domain import (
+    MANAGERS,
+    STATE_LABELS,
+    MemberFields,
+    OwnFields,
+    PartyRecordFields,
+    Reason,
+    Records,
+    RemovalReason,
+    State,
+    StatusIn,
+)
 from sotay_identity.handlers import IdentityService
-from sotay_identity.imports import import_members, read_table, reconcile
+from sotay_identity.imports import COLUMNS, import_members, reconcile
 from sotay_identity.security import Revocations
-from sotay_platform.auth import Principal, current_principal
+from sotay_identity.settings import Limits
+from sotay_platform.auth import (
+    Principal,
+    Role,
+    current_principal,
+    current_principal_allowing_password_change,
+)
 from sotay_platform.errors import Unauthorized
+from sotay_platform.inputs import Code, Limit, Offset, Password, PastDate, Phone, Text
+from sotay_platform.ratelimit import limiter_of, rate_limit
+from sotay_platform.uploads import read_upload
 
 router = APIRouter()
 
@@ -26,114 +50,118 @@ def service(request: Request) -> IdentityService:
     return request.app.state.service
 
 
-async def caller(request: Request, principal: Principal = Depends(current_principal)) -> Principal:
-    """The verified caller, whose session has not been ended (logout, removal, reset)."""
+async def _live(request: Request, principal: Principal) -> Principal:
+    """A session ended (logout, removal, reset) ends its access tokens here at once."""
     revocations: Revocations = request.app.state.revocations
     if await revocations.is_revoked(principal):
         raise Unauthorized("Phiên đăng nhập đã kết thúc, vui lòng đăng nhập lại", code="revoked")
     return principal
 
 
+async def caller(request: Request, principal: Principal = Depends(current_principal)) -> Principal:
+    """The verified caller, whose session has not been ended. A token issued for a
+    temporary password is refused by `current_principal` itself (403)."""
+    return await _live(request, principal)
+
+
+async def caller_changing_password(
+    request: Request,
+    principal: Principal = Depends(current_principal_allowing_password_change),
+) -> Principal:
+    """The one exception: a temporary password allows changing it."""
+    return await _live(request, principal)
+
+
 Caller = Annotated[Principal, Depends(caller)]
 Service = Annotated[IdentityService, Depends(service)]
+
+
+def per_client(scope: str, limit: Callable[[Limits], int]) -> Callable[[Request], Awaitable[None]]:
+    """The shared limiter, per client address, with identity's configured limits."""
+
+    async def dependency(request: Request) -> None:
+        limits: Limits = request.app.state.limits
+        limiter = limiter_of(request)
+        await limiter.check(scope, limiter.client(request), limit(limits), limits.window)
+
+    return dependency
+
+
+async def per_phone(request: Request, scope: str, phone: str | None, limit: int) -> None:
+    if phone:
+        await rate_limit(request, scope, phone, limit, request.app.state.limits.window)
+
+
+# --- bodies ---------------------------------------------------------------------
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RecordIn(_Body):
-    content: str | None = None
-    from_date: str | None = Field(None, examples=["01/01/2010"])
-    to_date: str | None = None
+class RegisterIn(OwnFields, PartyRecordFields):
+    status: StatusIn | None = Field(None, examples=["official"])
+    branch_id: Code
+    password: Password
 
 
-class ProfileIn(_Body):
-    full_name: str | None = Field(None, examples=["Nguyễn Văn An"])
-    birth_date: str | None = Field(None, examples=["15/08/1975"])
-    gender: str | None = Field(None, examples=["Nam"])
-    admitted_on: str | None = Field(None, examples=["03/02/2000"])
-    official_on: str | None = Field(None, examples=["03/02/2001"])
-    party_card_no: str | None = Field(None, examples=["01234567"])
-    citizen_id: str | None = Field(None, examples=["038075001234"])
-    phone: str | None = Field(None, examples=["0912345678"])
-    work_history: list[RecordIn] | None = None
-
-    def member_input(self) -> MemberInput:
-        records: dict[str, list[dict[str, Any]]] = {}
-        for kind in ("work_history", "rewards", "discipline"):
-            entries = getattr(self, kind, None)
-            if entries is not None:
-                records[kind] = [e.model_dump() for e in entries]
-        return MemberInput(
-            full_name=self.full_name,
-            birth_date=self.birth_date,
-            gender=self.gender,
-            admitted_on=self.admitted_on,
-            official_on=self.official_on,
-            party_card_no=self.party_card_no,
-            citizen_id=self.citizen_id,
-            phone=self.phone,
-            status=getattr(self, "status", None),
-            records=records,
-        )
-
-
-class RegisterIn(ProfileIn):
-    status: str | None = Field(None, examples=["official"])
-    branch_id: str | None = Field(None, examples=["HN.BD.CB01"])
-    password: str | None = None
-
-
-class CreateMemberIn(RegisterIn):
+class CreateMemberIn(MemberFields):
     """By a secretary; a password is a temporary one, to be changed at first sign-in."""
 
-    rewards: list[RecordIn] | None = None
-    discipline: list[RecordIn] | None = None
+    branch_id: Code
+    password: Password | None = None
 
 
-class UpdateMemberIn(ProfileIn):
-    """Only the fields sent change. Rewards and discipline: secretaries and admins only."""
+class UpdateMemberIn(OwnFields, PartyRecordFields):
+    """Only the fields sent change. Rewards and discipline: secretaries and admins only. The
+    party-record fields may be sent unchanged (a form sends them back); a change goes
+    through `POST /members/{id}/party-record`."""
 
-    rewards: list[RecordIn] | None = None
-    discipline: list[RecordIn] | None = None
+    rewards: Records | None = None
+    discipline: Records | None = None
+
+
+class PartyRecordIn(PartyRecordFields):
+    """The branch's correction; at least one field, and why."""
+
+    reason: Reason
 
 
 class RejectIn(_Body):
-    reason: str = ""
+    reason: Reason
 
 
-class StatusIn(_Body):
-    status: str | None = Field(None, examples=["official"])
-    effective_on: str | None = Field(None, examples=["03/02/2026"])
-    official_on: str | None = None
+class StatusChangeIn(_Body):
+    status: StatusIn = Field(examples=["official"])
+    effective_on: PastDate | None = Field(None, examples=["03/02/2026"])
+    official_on: PastDate | None = None
 
 
 class TransferIn(_Body):
-    to_branch_id: str | None = None
-    effective_on: str | None = None
+    to_branch_id: Code
+    effective_on: PastDate | None = None
 
 
 class RemoveIn(_Body):
-    reason: str = Field("left", examples=["deceased"])
+    reason: RemovalReason = "left"
 
 
 class PasswordResetIn(_Body):
-    password: str | None = None
+    password: Password
 
 
 class PasswordChangeIn(_Body):
-    current_password: str | None = None
-    new_password: str | None = None
+    current_password: Password
+    new_password: Password
 
 
 class LoginIn(_Body):
-    phone: str | None = Field(None, examples=["0912345678"])
-    password: str | None = None
+    phone: Phone
+    password: Password
 
 
 class RefreshIn(_Body):
-    refresh_token: str | None = None
+    refresh_token: Annotated[str, Text(200)]
 
 
 class LogoutIn(_Body):
@@ -141,20 +169,95 @@ class LogoutIn(_Body):
 
 
 class RoleIn(_Body):
-    role: str = Field(examples=["branch_secretary"])
-    unit_id: str | None = Field(None, examples=["HN.BD.CB01"])
+    role: Role = Field(examples=["branch_secretary"])
+    unit_id: Code
 
 
-def _split(
-    body: UpdateMemberIn | ProfileIn,
-) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    sent = body.model_dump(exclude_unset=True)
-    records: dict[str, list[dict[str, Any]]] = {
-        k: [dict(e) for e in sent.pop(k) or []]
-        for k in ("work_history", "rewards", "discipline")
-        if k in sent
-    }
-    return sent, records
+# --- answers --------------------------------------------------------------------
+
+
+class RoleOut(BaseModel):
+    role: Role
+    unit_id: str
+    label: str
+
+
+class RecordOut(BaseModel):
+    content: str
+    from_date: str | None
+    to_date: str | None
+
+
+class RecordsOut(BaseModel):
+    work_history: list[RecordOut]
+    rewards: list[RecordOut]
+    discipline: list[RecordOut]
+
+
+class PersonalOut(BaseModel):
+    citizen_id: str
+    birth_date: str = Field(description="dd/mm/yyyy")
+    phone: str | None
+    records: RecordsOut
+
+
+ConflictField = Literal["citizen_id", "party_card_no", "phone"]
+
+
+class MemberOut(BaseModel):
+    member_id: str
+    full_name: str
+    gender: Gender
+    gender_label: str
+    branch_id: str
+    branch_name: str | None
+    status: MemberStatus
+    status_label: str
+    admitted_on: str = Field(description="dd/mm/yyyy")
+    official_on: str | None
+    party_card_no: str | None
+    state: State
+    state_label: str
+    registered_by: Literal["self", "secretary", "import"]
+    account_active: bool
+    on_list: bool = Field(description="counted on the member list (sotay_platform.roster)")
+    roles: list[RoleOut]
+    personal: PersonalOut | None = Field(
+        None, description="only for the member and managers over them; null once erased"
+    )
+    conflicts: list[ConflictField] | None = Field(
+        None,
+        description="pending registrations, for managers: fields whose value another member "
+        "holds (approval is refused until it is resolved)",
+    )
+
+
+class RosterOut(BaseModel):
+    unit_id: str
+    total: int
+    offset: int
+    items: list[MemberOut]
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    member_id: str
+    must_change_password: bool
+
+
+class RegistrationOut(BaseModel):
+    member_id: str
+    state: State
+    state_label: str
+    message: str
+
+
+class SessionsEnded(BaseModel):
+    sessions_ended: int
 
 
 # --- keys and sessions ----------------------------------------------------------
@@ -167,34 +270,59 @@ async def jwks(request: Request, response: Response) -> dict[str, Any]:
     return request.app.state.issuer.jwks()
 
 
-@router.post("/auth/login", tags=["auth"])
-async def login(body: LoginIn, svc: Service) -> dict[str, Any]:
+@router.post(
+    "/auth/login",
+    tags=["auth"],
+    response_model=TokensOut,
+    dependencies=[Depends(per_client("login", lambda limits: limits.login_per_client))],
+)
+async def login(body: LoginIn, request: Request, svc: Service) -> dict[str, Any]:
+    await per_phone(request, "login-phone", body.phone, request.app.state.limits.login_per_phone)
     return (await svc.login(body.phone, body.password)).as_dict()
 
 
-@router.post("/auth/refresh", tags=["auth"])
+@router.post(
+    "/auth/refresh",
+    tags=["auth"],
+    response_model=TokensOut,
+    dependencies=[Depends(per_client("refresh", lambda limits: limits.refresh_per_client))],
+)
 async def refresh(body: RefreshIn, svc: Service) -> dict[str, Any]:
     return (await svc.refresh(body.refresh_token)).as_dict()
 
 
-@router.post("/auth/logout", tags=["auth"])
+@router.post("/auth/logout", tags=["auth"], response_model=SessionsEnded)
 async def logout(caller: Caller, svc: Service, body: LogoutIn | None = None) -> dict[str, Any]:
     ended = await svc.logout(caller, everywhere=bool(body and body.everywhere))
     return {"sessions_ended": ended}
 
 
 @router.post("/auth/password", tags=["auth"], status_code=204)
-async def change_password(body: PasswordChangeIn, caller: Caller, svc: Service) -> None:
-    await svc.change_password(caller, body.current_password, body.new_password)
+async def change_password(
+    body: PasswordChangeIn,
+    svc: Service,
+    principal: Annotated[Principal, Depends(caller_changing_password)],
+) -> None:
+    """The only thing a temporary password allows; sign in again afterwards."""
+    await svc.change_password(principal, body.current_password, body.new_password)
 
 
 # --- registrations ------------------------------------------------------------
 
 
-@router.post("/registrations", status_code=201, tags=["registrations"])
-async def register(body: RegisterIn, svc: Service) -> dict[str, Any]:
-    """A member registers into their branch; the branch secretary approves."""
-    member = await svc.register(body.member_input(), body.branch_id, body.password)
+@router.post(
+    "/registrations",
+    status_code=201,
+    tags=["registrations"],
+    response_model=RegistrationOut,
+    dependencies=[Depends(per_client("register", lambda limits: limits.register_per_client))],
+)
+async def register(body: RegisterIn, request: Request, svc: Service) -> dict[str, Any]:
+    """A member registers into their branch; the branch secretary approves. The answer is
+    the same whether or not a member already holds this citizen ID or phone."""
+    limits: Limits = request.app.state.limits
+    await per_phone(request, "register-phone", body.phone, limits.register_per_phone)
+    member = await svc.register(MemberFields.of(body), body.branch_id, body.password)
     return {
         "member_id": member.id,
         "state": member.state,
@@ -203,27 +331,34 @@ async def register(body: RegisterIn, svc: Service) -> dict[str, Any]:
     }
 
 
-@router.get("/registrations", tags=["registrations"])
+@router.get("/registrations", tags=["registrations"], response_model=RosterOut)
 async def pending_registrations(
-    caller: Caller,
-    svc: Service,
-    unit_id: str,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    caller: Caller, svc: Service, unit_id: Code, offset: Offset = 0, limit: Limit = 100
 ) -> dict[str, Any]:
+    """Pending registrations in the unit's subtree, each with its `conflicts`."""
     return await svc.roster(
         caller, unit_id, states=("pending",), offset=offset, limit=limit, readers=MANAGERS
     )
 
 
-@router.post("/registrations/{member_id}/approve", tags=["registrations"])
-async def approve(member_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.post(
+    "/registrations/{member_id}/approve",
+    tags=["registrations"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
+async def approve(member_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     await svc.approve(caller, member_id)
     return await svc.view(caller, member_id)
 
 
-@router.post("/registrations/{member_id}/reject", tags=["registrations"])
-async def reject(member_id: str, body: RejectIn, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.post(
+    "/registrations/{member_id}/reject",
+    tags=["registrations"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
+async def reject(member_id: Code, body: RejectIn, caller: Caller, svc: Service) -> dict[str, Any]:
     await svc.reject(caller, member_id, body.reason)
     return await svc.view(caller, member_id)
 
@@ -231,105 +366,173 @@ async def reject(member_id: str, body: RejectIn, caller: Caller, svc: Service) -
 # --- members ------------------------------------------------------------------
 
 
-@router.get("/me", tags=["members"])
+def _own(caller: Principal) -> str:
+    if not caller.member_id:
+        raise Unauthorized("Mã truy cập không gắn với đảng viên nào")
+    return caller.member_id
+
+
+@router.get("/me", tags=["members"], response_model=MemberOut, response_model_exclude_unset=True)
 async def me(caller: Caller, svc: Service) -> dict[str, Any]:
-    if not caller.member_id:
-        raise Unauthorized("Mã truy cập không gắn với đảng viên nào")
-    return await svc.view(caller, caller.member_id)
+    return await svc.view(caller, _own(caller))
 
 
-@router.patch("/me", tags=["members"])
+@router.patch("/me", tags=["members"], response_model=MemberOut, response_model_exclude_unset=True)
 async def update_me(body: UpdateMemberIn, caller: Caller, svc: Service) -> dict[str, Any]:
-    if not caller.member_id:
-        raise Unauthorized("Mã truy cập không gắn với đảng viên nào")
-    fields, records = _split(body)
-    await svc.update(caller, caller.member_id, fields, records)
-    return await svc.view(caller, caller.member_id)
+    """One's own details: name, gender, birth date, phone, work history."""
+    member_id = _own(caller)
+    await svc.update(caller, member_id, MemberFields.of(body))
+    return await svc.view(caller, member_id)
 
 
-@router.post("/members", status_code=201, tags=["members"])
+@router.post(
+    "/members",
+    status_code=201,
+    tags=["members"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
 async def create_member(body: CreateMemberIn, caller: Caller, svc: Service) -> dict[str, Any]:
-    member = await svc.create_member(caller, body.member_input(), body.branch_id, body.password)
+    member = await svc.create_member(caller, MemberFields.of(body), body.branch_id, body.password)
     return await svc.view(caller, member.id)
 
 
-@router.get("/members", tags=["members"])
+@router.get("/members", tags=["members"], response_model=RosterOut)
 async def roster(
     caller: Caller,
     svc: Service,
-    unit_id: str,
-    state: str = "approved",
-    status: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    unit_id: Code,
+    state: Annotated[list[State], Query(max_length=4)] = ["approved"],  # noqa: B006
+    status: MemberStatus | None = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
 ) -> dict[str, Any]:
-    """The members of a unit and everything under it, public fields only."""
-    states = tuple(s for s in state.split(",") if s in STATE_LABELS) or ("approved",)
+    """The members of a unit and everything under it, public fields only; by default those
+    on the member list (`approved`)."""
     return await svc.roster(
-        caller, unit_id, states=states, status=status, offset=offset, limit=limit
+        caller,
+        unit_id,
+        states=tuple(dict.fromkeys(state)),
+        status=status.value if status else None,
+        offset=offset,
+        limit=limit,
     )
 
 
-@router.get("/members/{member_id}", tags=["members"])
-async def get_member(member_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.get(
+    "/members/{member_id}",
+    tags=["members"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
+async def get_member(member_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     return await svc.view(caller, member_id)
 
 
-@router.patch("/members/{member_id}", tags=["members"])
+@router.patch(
+    "/members/{member_id}",
+    tags=["members"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
 async def update_member(
-    member_id: str, body: UpdateMemberIn, caller: Caller, svc: Service
+    member_id: Code, body: UpdateMemberIn, caller: Caller, svc: Service
 ) -> dict[str, Any]:
-    fields, records = _split(body)
-    await svc.update(caller, member_id, fields, records)
+    await svc.update(caller, member_id, MemberFields.of(body))
     return await svc.view(caller, member_id)
 
 
-@router.post("/members/{member_id}/status", tags=["members"])
+@router.post(
+    "/members/{member_id}/party-record",
+    tags=["members"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
+async def correct_party_record(
+    member_id: Code, body: PartyRecordIn, caller: Caller, svc: Service
+) -> dict[str, Any]:
+    """The branch secretary corrects the admission date, the date made official, the party
+    card number or the citizen ID, saying why (`MemberPartyRecordCorrected`)."""
+    await svc.correct_party_record(caller, member_id, MemberFields.of(body), body.reason)
+    return await svc.view(caller, member_id)
+
+
+@router.post(
+    "/members/{member_id}/status",
+    tags=["members"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
 async def change_status(
-    member_id: str, body: StatusIn, caller: Caller, svc: Service
+    member_id: Code, body: StatusChangeIn, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     await svc.change_status(caller, member_id, body.status, body.effective_on, body.official_on)
     return await svc.view(caller, member_id)
 
 
-@router.post("/members/{member_id}/transfer", tags=["members"])
+@router.post(
+    "/members/{member_id}/transfer",
+    tags=["members"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
 async def transfer(
-    member_id: str, body: TransferIn, caller: Caller, svc: Service
+    member_id: Code, body: TransferIn, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     """Chuyển sinh hoạt đảng to another branch."""
     await svc.transfer(caller, member_id, body.to_branch_id, body.effective_on)
     return await svc.view(caller, member_id)
 
 
-@router.post("/members/{member_id}/remove", tags=["members"])
-async def remove(member_id: str, body: RemoveIn, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.post(
+    "/members/{member_id}/remove",
+    tags=["members"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
+async def remove(member_id: Code, body: RemoveIn, caller: Caller, svc: Service) -> dict[str, Any]:
     await svc.remove(caller, member_id, body.reason)
     return await svc.view(caller, member_id)
 
 
-@router.post("/members/{member_id}/password", tags=["auth"])
+@router.post(
+    "/members/{member_id}/password",
+    tags=["auth"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
 async def reset_password(
-    member_id: str, body: PasswordResetIn, caller: Caller, svc: Service
+    member_id: Code, body: PasswordResetIn, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     """The secretary sets a temporary password (and so opens the account)."""
     await svc.reset_password(caller, member_id, body.password)
     return await svc.view(caller, member_id)
 
 
-@router.post("/members/{member_id}/sessions/revoke", tags=["auth"])
-async def revoke_sessions(member_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.post("/members/{member_id}/sessions/revoke", tags=["auth"], response_model=SessionsEnded)
+async def revoke_sessions(member_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     return {"sessions_ended": await svc.revoke_sessions(caller, member_id)}
 
 
-@router.post("/members/{member_id}/roles", tags=["roles"])
-async def grant_role(member_id: str, body: RoleIn, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.post(
+    "/members/{member_id}/roles",
+    tags=["roles"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
+async def grant_role(member_id: Code, body: RoleIn, caller: Caller, svc: Service) -> dict[str, Any]:
     await svc.grant(caller, member_id, body.role, body.unit_id)
     return await svc.view(caller, member_id)
 
 
-@router.delete("/members/{member_id}/roles/{role}/{unit_id}", tags=["roles"])
+@router.delete(
+    "/members/{member_id}/roles/{role}/{unit_id}",
+    tags=["roles"],
+    response_model=MemberOut,
+    response_model_exclude_unset=True,
+)
 async def revoke_role(
-    member_id: str, role: str, unit_id: str, caller: Caller, svc: Service
+    member_id: Code, role: Role, unit_id: Code, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     await svc.revoke(caller, member_id, role, unit_id)
     return await svc.view(caller, member_id)
@@ -342,12 +545,12 @@ async def revoke_role(
 async def import_list(
     caller: Caller,
     svc: Service,
-    unit_id: str,
+    unit_id: Code,
     file: Annotated[UploadFile, File(description="CSV (UTF-8) hoặc Excel .xlsx")],
 ) -> dict[str, Any]:
     """Bulk onboarding of a unit's existing member list."""
     await _may_manage(svc, caller, unit_id)
-    rows = read_table(file.filename or "", await file.read())
+    rows = await read_upload(file, COLUMNS)
     return (await import_members(svc, caller, unit_id, rows)).as_dict()
 
 
@@ -355,12 +558,12 @@ async def import_list(
 async def reconciliation(
     caller: Caller,
     svc: Service,
-    unit_id: str,
+    unit_id: Code,
     file: Annotated[UploadFile, File(description="Danh sách đảng viên thực tế: CSV hoặc .xlsx")],
 ) -> dict[str, Any]:
     """The official member list against the platform's, for a unit and its subtree."""
     await _may_manage(svc, caller, unit_id)
-    rows = read_table(file.filename or "", await file.read())
+    rows = await read_upload(file, COLUMNS)
     return await reconcile(svc, caller, unit_id, rows)
 
 

@@ -3,23 +3,29 @@
 Public profile fields travel in events; personal data (citizen ID, phone,
 birth date, personal records) is validated here but kept out of every event:
 see `PersonalData` and README.md.
+
+What a field may hold is declared once, on the shared input types
+(`sotay_platform.inputs`): `MemberFields` is read from a request body and from
+every row of an imported file alike. What is left here are the rules that
+join fields (dates in order, a citizen ID that matches the birth year and
+gender, a probationary member without a card) and the aggregate.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 
 from sotay_events import Aggregate, DomainEvent
 from sotay_events.catalogue.identity import (
     AccountActivated,
     AccountPasswordReset,
     Gender,
+    MemberPartyRecordCorrected,
     MemberProfileUpdated,
     MemberRegistered,
     MemberRegistrationApproved,
@@ -34,9 +40,18 @@ from sotay_events.catalogue.identity import (
 )
 from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_platform.auth import ADMIN_ROLES, Grant, Role
-from sotay_platform.errors import ServiceError
-
-VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+from sotay_platform.errors import Conflict, Forbidden, Invalid, NotFound
+from sotay_platform.inputs import (
+    CitizenId,
+    Items,
+    PartyCardNo,
+    PastDate,
+    Phone,
+    Text,
+    citizen_id_problem,
+    fold,
+)
+from sotay_platform.roster import Purpose, counts
 
 # Who may act on a member: the branch secretary (or deputy) and admins above.
 MANAGERS = frozenset({Role.branch_secretary}) | ADMIN_ROLES
@@ -51,7 +66,8 @@ STATUS_LABELS = {
     MemberStatus.probationary: "Đảng viên dự bị",
     MemberStatus.exempted: "Được miễn công tác và sinh hoạt đảng",
 }
-STATE_LABELS = {
+State = Literal["pending", "approved", "rejected", "removed"]
+STATE_LABELS: dict[str, str] = {
     "pending": "Chờ chi bộ phê duyệt",
     "approved": "Đã phê duyệt",
     "rejected": "Đã bị từ chối",
@@ -70,15 +86,14 @@ FIELD_LABELS = {
     "status": "Trạng thái",
     "password": "Mật khẩu",
 }
-REMOVAL_REASONS = ("deceased", "struck_off", "expelled", "left", "error")
+RemovalReason = Literal["deceased", "struck_off", "expelled", "left", "error"]
+# What the branch keeps on a member's party record: changed only by the secretary.
+BRANCH_KEPT = ("admitted_on", "official_on", "party_card_no", "citizen_id")
 
-State = Literal["pending", "approved", "rejected", "removed"]
 
+class RuleBroken(Invalid):
+    """A command the rules refuse (422); `field` names the input at fault, `fields` all."""
 
-class RuleBroken(ServiceError):
-    """A command the rules refuse; `field` names the input at fault, `fields` all of them."""
-
-    status_code = 422
     code = "rule_broken"
 
     def __init__(
@@ -86,19 +101,20 @@ class RuleBroken(ServiceError):
         message: str,
         field: str | None = None,
         code: str = "rule_broken",
-        status_code: int = 422,
         fields: list[dict[str, str]] | None = None,
     ) -> None:
-        super().__init__(message, field, code, status_code)
+        super().__init__(message, field, code)
         self.fields = fields or ([{"field": field, "message": message}] if field else [])
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
-        if self.field:
-            body["field"] = self.field
+        body = super().body()
         if len(self.fields) > 1:
             body["fields"] = self.fields
         return body
+
+
+class WrongState(Conflict):
+    code = "wrong_state"
 
 
 class Problems:
@@ -120,54 +136,11 @@ class Problems:
             raise RuleBroken(first["message"], first["field"], "invalid", fields=self.items)
 
 
-def today_in_vietnam() -> date:
-    return datetime.now(VIETNAM).date()
-
-
 def format_date(value: date | None) -> str | None:
     return value.strftime("%d/%m/%Y") if value else None
 
 
-# --- values -----------------------------------------------------------------
-
-_DMY = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-
-
-def parse_date(value: str | date | None, field: str, problems: Problems) -> date | None:
-    """dd/mm/yyyy (also with - or .) or yyyy-mm-dd; empty is None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        if m := _DMY.match(text):
-            return date(int(m[3]), int(m[2]), int(m[1]))
-        if m := _ISO.match(text[:10]):
-            return date(int(m[1]), int(m[2]), int(m[3]))
-    except ValueError:
-        pass
-    problems.add(field, f"{FIELD_LABELS.get(field, field)} không hợp lệ: cần dạng dd/mm/yyyy")
-    return None
-
-
-def clean_full_name(value: str | None, problems: Problems) -> str:
-    name = unicodedata.normalize("NFC", " ".join((value or "").split()))
-    if not name:
-        problems.add("full_name", "Họ và tên là bắt buộc")
-    elif len(name) > 100:
-        problems.add("full_name", "Họ và tên dài quá 100 ký tự")
-    elif len(name.split()) < 2:
-        problems.add("full_name", "Họ và tên cần có cả họ và tên")
-    elif not all(c.isalpha() or c in " '-." for c in name):
-        problems.add("full_name", "Họ và tên chỉ gồm chữ cái và dấu cách")
-    return name
-
+# --- values: declared on the shared input types ------------------------------------
 
 _GENDERS = {
     "male": Gender.male,
@@ -177,27 +150,6 @@ _GENDERS = {
     "other": Gender.other,
     "khac": Gender.other,
 }
-
-
-def fold(text: str) -> str:
-    """Lower case, no diacritics, single spaces: how labels and headers are matched."""
-    text = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    text = "".join(c for c in text if unicodedata.category(c) != "Mn")
-    return " ".join(text.lower().replace("_", " ").split())
-
-
-def parse_gender(value: str | Gender | None, problems: Problems) -> Gender | None:
-    if isinstance(value, Gender):
-        return value
-    gender = _GENDERS.get(fold(value or ""))
-    if gender is None:
-        problems.add(
-            "gender",
-            "Giới tính là bắt buộc: Nam, Nữ hoặc Khác" if not value else "Giới tính không hợp lệ",
-        )
-    return gender
-
-
 _STATUSES = {
     "official": MemberStatus.official,
     "chinh thuc": MemberStatus.official,
@@ -212,80 +164,96 @@ _STATUSES = {
 }
 
 
-def parse_status(value: str | MemberStatus | None, problems: Problems) -> MemberStatus | None:
-    if value is None or isinstance(value, MemberStatus):
+def _label(table: dict[str, Any]) -> Any:
+    """People type the Vietnamese label ("Nữ", "dự bị"); the enum value is what is kept."""
+
+    def to_value(value: Any) -> Any:
+        if isinstance(value, str) and len(value) <= 100:
+            return table.get(fold(value), value)
         return value
-    if not str(value).strip():
-        return None
-    status = _STATUSES.get(fold(str(value)))
-    if status is None:
-        problems.add("status", "Trạng thái phải là chính thức, dự bị hoặc được miễn sinh hoạt")
-    return status
+
+    return to_value
 
 
-def clean_citizen_id(
-    value: str | None, birth_date: date | None, gender: Gender | None, problems: Problems
-) -> str:
-    """The 12-digit number of Circular 59/2021/TT-BCA: province (001-096), gender and
-    century digit, the last two digits of the birth year, then six digits."""
-    digits = re.sub(r"[\s.]", "", value or "")
-    if not digits:
-        problems.add("citizen_id", "Số định danh công dân là bắt buộc")
-        return digits
-    if not re.fullmatch(r"\d{12}", digits):
-        problems.add("citizen_id", "Số định danh công dân phải gồm đúng 12 chữ số")
-        return digits
-    if not 1 <= int(digits[:3]) <= 96:
-        problems.add("citizen_id", "Số định danh công dân có mã tỉnh (3 số đầu) không hợp lệ")
-        return digits
-    if birth_date is not None:
-        century = (birth_date.year // 100) - 19  # 1900s -> 0, 2000s -> 1 ...
-        code = int(digits[3])
-        if not 0 <= century <= 4 or code // 2 != century:
-            problems.add("citizen_id", "Số định danh công dân không khớp với thế kỷ của năm sinh")
-        elif gender in (Gender.male, Gender.female) and code % 2 != (gender is Gender.female):
-            problems.add("citizen_id", "Số định danh công dân không khớp với giới tính")
-        elif digits[4:6] != f"{birth_date.year % 100:02d}":
-            problems.add("citizen_id", "Số định danh công dân không khớp với năm sinh")
-    return digits
+def _full_name(name: str) -> str:
+    if len(name.split()) < 2:
+        raise PydanticCustomError("sotay_full_name", "Họ và tên cần có cả họ và tên")
+    if not all(c.isalpha() or c in " '-." for c in name):
+        raise PydanticCustomError("sotay_full_name", "Họ và tên chỉ gồm chữ cái và dấu cách")
+    return name
 
 
-_MOBILE = re.compile(r"^0[35789]\d{8}$")
+FullName = Annotated[str, Text(100), AfterValidator(_full_name)]
+GenderIn = Annotated[Gender, BeforeValidator(_label(_GENDERS))]
+StatusIn = Annotated[MemberStatus, BeforeValidator(_label(_STATUSES))]
+Reason = Annotated[str, Text(500)]
 
 
-def clean_phone(value: str | None, problems: Problems, required: bool = True) -> str | None:
-    """A Vietnamese mobile number, kept as 0xxxxxxxxx (10 digits)."""
-    text = re.sub(r"[\s.()-]", "", value or "")
-    if not text:
-        if required:
-            problems.add("phone", "Số điện thoại là bắt buộc")
-        return None
-    if text.startswith("+84"):
-        text = "0" + text[3:]
-    elif text.startswith("84") and len(text) == 11:
-        text = "0" + text[2:]
-    if not _MOBILE.match(text):
-        problems.add(
-            "phone",
-            "Số điện thoại phải là số di động Việt Nam gồm 10 chữ số, bắt đầu bằng 03, 05, 07, 08 hoặc 09",
-        )
-        return None
-    return text
+class _Fields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, data: Any) -> Any:
+        # A form's or a spreadsheet's empty cell means "not given".
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
 
 
-def clean_party_card(
-    value: str | None, status: MemberStatus | None, problems: Problems
-) -> str | None:
-    card = re.sub(r"\s", "", value or "")
-    if not card:
-        return None
-    if not re.fullmatch(r"[0-9][0-9.\-/]{3,19}", card):
-        problems.add(
-            "party_card_no", "Số thẻ đảng viên chỉ gồm chữ số (có thể có dấu chấm), 4 đến 20 ký tự"
-        )
-    elif status is MemberStatus.probationary:
-        problems.add("party_card_no", "Đảng viên dự bị chưa được cấp thẻ đảng viên")
-    return card
+class RecordIn(_Fields):
+    """One line of a personal record: work history, a reward or a disciplinary measure."""
+
+    content: Annotated[str, Text(1000)]
+    from_date: PastDate | None = None
+    to_date: PastDate | None = None
+
+
+Records = Annotated[list[RecordIn], Items(200)]
+
+
+class OwnFields(_Fields):
+    """What is the member's own to keep up to date."""
+
+    full_name: FullName | None = None
+    birth_date: PastDate | None = None
+    gender: GenderIn | None = None
+    phone: Phone | None = None
+    work_history: Records | None = None
+
+
+class PartyRecordFields(_Fields):
+    """What the branch keeps on the party record: changed by the branch secretary only."""
+
+    admitted_on: PastDate | None = None
+    official_on: PastDate | None = None
+    party_card_no: PartyCardNo | None = None
+    citizen_id: CitizenId | None = None
+
+
+class MemberFields(OwnFields, PartyRecordFields):
+    """A member's fields as a form or a file row gives them; the rules joining them are
+    `validate_member`'s. Dates: dd/mm/yyyy or yyyy-mm-dd."""
+
+    status: StatusIn | None = None
+    rewards: Records | None = None
+    discipline: Records | None = None
+
+    @classmethod
+    def of(cls, sent: BaseModel) -> MemberFields:
+        """The member fields of a request body, remembering which were sent."""
+        names = sent.model_fields_set & set(cls.model_fields)
+        return cls.model_construct(names, **{n: getattr(sent, n) for n in names})
+
+
+def problems_of(error: Any) -> list[dict[str, str]]:
+    """A pydantic ValidationError as the platform's {field, message} list, in Vietnamese."""
+    from sotay_platform.errors import vietnamese
+
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "file", "message": vietnamese(e)}
+        for e in error.errors()
+    ]
 
 
 def check_password(password: str | None, problems: Problems, phone: str | None = None) -> str:
@@ -323,21 +291,15 @@ def check_dates(
     ):
         if value is not None and value > today:
             problems.add(name, f"{FIELD_LABELS[name]} không được ở tương lai")
-    if birth_date is None and not problems.has("birth_date"):
+    if birth_date is None:
         problems.add("birth_date", "Ngày sinh là bắt buộc")
-    elif birth_date is not None and birth_date.year < 1900:
-        problems.add("birth_date", "Ngày sinh không hợp lệ (trước năm 1900)")
-    if admitted_on is None and not problems.has("admitted_on"):
+    if admitted_on is None:
         problems.add("admitted_on", "Ngày vào Đảng là bắt buộc")
     if birth_date and admitted_on and admitted_on < _add_years(birth_date, 18):
         problems.add("admitted_on", "Ngày vào Đảng phải khi đã đủ 18 tuổi")
     if admitted_on and official_on and official_on <= admitted_on:
         problems.add("official_on", "Ngày chính thức phải sau ngày vào Đảng")
-    if (
-        status in (MemberStatus.official, MemberStatus.exempted)
-        and official_on is None
-        and not problems.has("official_on")
-    ):
+    if status in (MemberStatus.official, MemberStatus.exempted) and official_on is None:
         problems.add("official_on", "Đảng viên chính thức cần có ngày chính thức")
     if status is MemberStatus.probationary and official_on is not None:
         problems.add("official_on", "Đảng viên dự bị chưa có ngày chính thức")
@@ -357,7 +319,7 @@ class Profile:
 
 @dataclass(frozen=True)
 class RecordEntry:
-    """One line of a personal record: work history, a reward or a disciplinary measure."""
+    """One line of a personal record, as kept."""
 
     content: str
     from_date: date | None = None
@@ -416,7 +378,10 @@ class PersonalData:
         }
 
     @classmethod
-    def of_doc(cls, doc: dict[str, Any]) -> PersonalData:
+    def of_doc(cls, doc: dict[str, Any]) -> PersonalData | None:
+        """None for an erased record (a rejected registration, a record made in error)."""
+        if not doc.get("citizen_id"):
+            return None
         return cls(
             citizen_id=doc["citizen_id"],
             birth_date=date.fromisoformat(doc["birth_date"]),
@@ -436,82 +401,80 @@ class PersonalData:
         }
 
 
-def clean_records(
-    kind: str, entries: Iterable[dict[str, Any]] | None, today: date, problems: Problems
+def erased(member_id: str) -> dict[str, Any]:
+    """What replaces a personal record or an account that must go: nothing personal left."""
+    return {"_id": member_id, "erased": True}
+
+
+def _records(
+    kind: str, entries: list[RecordIn] | None, today: date, problems: Problems
 ) -> tuple[RecordEntry, ...]:
     out: list[RecordEntry] = []
-    for i, raw in enumerate(entries or ()):
+    for i, entry in enumerate(entries or ()):
         where = f"{kind}.{i}"
-        content = " ".join(str(raw.get("content") or "").split())
-        if not content:
-            problems.add(f"{where}.content", f"{RECORD_LABELS[kind]}: nội dung là bắt buộc")
-        elif len(content) > 1000:
-            problems.add(f"{where}.content", f"{RECORD_LABELS[kind]}: nội dung dài quá 1000 ký tự")
-        start = parse_date(raw.get("from_date"), f"{where}.from_date", problems)
-        end = parse_date(raw.get("to_date"), f"{where}.to_date", problems)
-        for name, value in (("from_date", start), ("to_date", end)):
+        for name in ("from_date", "to_date"):
+            value = getattr(entry, name)
             if value and value > today:
                 problems.add(
                     f"{where}.{name}", f"{RECORD_LABELS[kind]}: ngày không được ở tương lai"
                 )
-        if start and end and end < start:
+        if entry.from_date and entry.to_date and entry.to_date < entry.from_date:
             problems.add(
                 f"{where}.to_date", f"{RECORD_LABELS[kind]}: ngày kết thúc trước ngày bắt đầu"
             )
-        out.append(RecordEntry(content, start, end))
-    if len(out) > 200:
-        problems.add(kind, f"{RECORD_LABELS[kind]}: tối đa 200 dòng")
+        out.append(RecordEntry(entry.content, entry.from_date, entry.to_date))
     return tuple(out)
 
 
-@dataclass
-class MemberInput:
-    """Raw fields of a member as a form or a file row gives them (strings, maybe empty)."""
-
-    full_name: str | None = None
-    birth_date: str | date | None = None
-    gender: str | Gender | None = None
-    admitted_on: str | date | None = None
-    official_on: str | date | None = None
-    party_card_no: str | None = None
-    citizen_id: str | None = None
-    phone: str | None = None
-    status: str | MemberStatus | None = None
-    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-
 def validate_member(
-    raw: MemberInput,
+    raw: MemberFields,
     today: date,
     *,
     phone_required: bool,
     problems: Problems | None = None,
 ) -> tuple[Profile, PersonalData]:
-    """Every rule on a member's data at once; raises RuleBroken listing each field at fault."""
+    """The rules joining a member's fields, all at once; raises RuleBroken listing each."""
     problems = problems or Problems()
-    full_name = clean_full_name(raw.full_name, problems)
-    gender = parse_gender(raw.gender, problems)
-    birth_date = parse_date(raw.birth_date, "birth_date", problems)
-    admitted_on = parse_date(raw.admitted_on, "admitted_on", problems)
-    official_on = parse_date(raw.official_on, "official_on", problems)
-    status = parse_status(raw.status, problems)
-    if status is None and not problems.has("status"):
-        status = MemberStatus.official if official_on else MemberStatus.probationary
-    check_dates(birth_date, admitted_on, official_on, status, today, problems)
-    citizen_id = clean_citizen_id(raw.citizen_id, birth_date, gender, problems)
-    phone = clean_phone(raw.phone, problems, required=phone_required)
-    card = clean_party_card(raw.party_card_no, status, problems)
-    records = {k: clean_records(k, raw.records.get(k), today, problems) for k in RECORD_KINDS}
+    if raw.full_name is None:
+        problems.add("full_name", "Họ và tên là bắt buộc")
+    if raw.gender is None:
+        problems.add("gender", "Giới tính là bắt buộc: Nam, Nữ hoặc Khác")
+    status = raw.status
+    if status is None:
+        status = MemberStatus.official if raw.official_on else MemberStatus.probationary
+    check_dates(raw.birth_date, raw.admitted_on, raw.official_on, status, today, problems)
+    if raw.citizen_id is None:
+        problems.add("citizen_id", "Số định danh công dân là bắt buộc")
+    elif raw.birth_date is not None and raw.gender is not None:
+        female = None if raw.gender is Gender.other else raw.gender is Gender.female
+        if problem := citizen_id_problem(raw.citizen_id, raw.birth_date, female):
+            problems.add("citizen_id", problem)
+    if raw.phone is None and phone_required:
+        problems.add("phone", "Số điện thoại là bắt buộc")
+    if raw.party_card_no and status is MemberStatus.probationary:
+        problems.add("party_card_no", "Đảng viên dự bị chưa được cấp thẻ đảng viên")
+    records = {k: _records(k, getattr(raw, k), today, problems) for k in RECORD_KINDS}
     problems.raise_if_any()
-    assert gender and status and admitted_on and birth_date
+    assert raw.full_name and raw.gender and raw.admitted_on and raw.birth_date
+    assert raw.citizen_id
     return (
-        Profile(full_name, gender, status, admitted_on, official_on, card),
-        PersonalData(citizen_id, birth_date, phone, **records),
+        Profile(
+            raw.full_name, raw.gender, status, raw.admitted_on, raw.official_on, raw.party_card_no
+        ),
+        PersonalData(raw.citizen_id, raw.birth_date, raw.phone, **records),
     )
 
 
-def member_input_of(profile: Profile, personal: PersonalData) -> MemberInput:
-    return MemberInput(
+def fields_of(profile: Profile, personal: PersonalData) -> MemberFields:
+    """A member as kept, as fields: what an edit starts from."""
+    records: dict[str, Any] = {
+        k: [
+            RecordIn.model_construct(content=e.content, from_date=e.from_date, to_date=e.to_date)
+            for e in getattr(personal, k)
+        ]
+        for k in RECORD_KINDS
+    }
+    return MemberFields.model_construct(
         full_name=profile.full_name,
         birth_date=personal.birth_date,
         gender=profile.gender,
@@ -521,7 +484,7 @@ def member_input_of(profile: Profile, personal: PersonalData) -> MemberInput:
         citizen_id=personal.citizen_id,
         phone=personal.phone,
         status=profile.status,
-        records={k: [e.to_doc() for e in getattr(personal, k)] for k in RECORD_KINDS},
+        **records,
     )
 
 
@@ -572,7 +535,7 @@ ROLE_LABELS = {
 }
 
 
-def parse_role(value: str) -> Role:
+def parse_role(value: Role | str) -> Role:
     try:
         role = Role(value)
     except ValueError:
@@ -622,6 +585,11 @@ class Member(Aggregate):
                 self.account_active = True
             case MemberProfileUpdated():
                 for name in ("full_name", "gender", "admitted_on", "official_on", "party_card_no"):
+                    value = getattr(event, name)
+                    if value is not None:
+                        setattr(self, name, value)
+            case MemberPartyRecordCorrected():
+                for name in ("admitted_on", "official_on", "party_card_no"):
                     value = getattr(event, name)
                     if value is not None:
                         setattr(self, name, value)
@@ -706,10 +674,8 @@ class Member(Aggregate):
 
     def _require_state(self, *states: State) -> None:
         if self.state not in states:
-            raise RuleBroken(
-                f"Hồ sơ đảng viên đang ở trạng thái: {STATE_LABELS[self.state].lower()}",
-                code="wrong_state",
-                status_code=409,
+            raise WrongState(
+                f"Hồ sơ đảng viên đang ở trạng thái: {STATE_LABELS[self.state].lower()}"
             )
 
     def approve(self, actor: str) -> None:
@@ -724,11 +690,8 @@ class Member(Aggregate):
 
     def reject(self, actor: str, reason: str) -> None:
         self._require_state("pending")
-        reason = " ".join(reason.split())
         if not reason:
             raise RuleBroken("Cần nêu lý do từ chối", field="reason")
-        if len(reason) > 500:
-            raise RuleBroken("Lý do từ chối dài quá 500 ký tự", field="reason")
         self.record(
             MemberRegistrationRejected(
                 member_id=self.id, branch_id=self.branch_id, rejected_by=actor, reason=reason
@@ -751,21 +714,24 @@ class Member(Aggregate):
         self.record(MemberSignedIn(member_id=self.id, branch_id=self.branch_id))
 
     def update_profile(self, profile: Profile, personal_fields: list[str]) -> None:
-        """Record what changed; status changes have their own command."""
+        """The member's own edits (name, gender; personal fields by name): what the branch
+        keeps on the party record changes only through `correct_party_record`."""
         self._require_state("pending", "approved")
         if profile.status is not self.status:
             raise RuleBroken("Trạng thái đảng viên thay đổi bằng chức năng riêng", field="status")
         current = self.profile
+        for name in BRANCH_KEPT[:3]:
+            if getattr(profile, name) != getattr(current, name):
+                raise Forbidden(
+                    f"{FIELD_LABELS[name]} do chi bộ cập nhật: đề nghị bí thư chi bộ điều chỉnh",
+                    field=name,
+                    code="branch_kept",
+                )
         changes = {
             name: getattr(profile, name)
-            for name in ("full_name", "gender", "admitted_on", "official_on", "party_card_no")
+            for name in ("full_name", "gender")
             if getattr(profile, name) != getattr(current, name)
         }
-        if changes.get("official_on", 0) is None or changes.get("party_card_no", 0) is None:
-            raise RuleBroken(
-                "Không thể xóa ngày chính thức hoặc số thẻ đảng viên đã có",
-                field="official_on" if "official_on" in changes else "party_card_no",
-            )
         if changes or personal_fields:
             self.record(
                 MemberProfileUpdated(
@@ -776,16 +742,46 @@ class Member(Aggregate):
                 )
             )
 
+    def correct_party_record(
+        self, profile: Profile, personal_fields: list[str], actor: str, reason: str
+    ) -> bool:
+        """The branch corrects the admission date, the date made official, the party card
+        number or the citizen ID (named in `personal_fields`); False when nothing changed."""
+        self._require_state("pending", "approved")
+        current = self.profile
+        changes = {
+            name: getattr(profile, name)
+            for name in BRANCH_KEPT[:3]
+            if getattr(profile, name) != getattr(current, name)
+        }
+        if changes.get("official_on", 0) is None or changes.get("party_card_no", 0) is None:
+            raise RuleBroken(
+                "Không thể xóa ngày chính thức hoặc số thẻ đảng viên đã có",
+                field="official_on" if "official_on" in changes else "party_card_no",
+            )
+        if not changes and not personal_fields:
+            return False
+        self.record(
+            MemberPartyRecordCorrected(
+                member_id=self.id,
+                branch_id=self.branch_id,
+                personal_fields=sorted(personal_fields),
+                corrected_by=actor,
+                reason=reason,
+                **changes,
+            )
+        )
+        return True
+
     def change_status(
         self, status: MemberStatus, effective_on: date, official_on: date | None
     ) -> None:
         self._require_state("approved")
         if status is self.status:
-            raise RuleBroken(
+            raise Conflict(
                 f"Đảng viên đã ở trạng thái {STATUS_LABELS[status].lower()}",
                 field="status",
                 code="unchanged",
-                status_code=409,
             )
         allowed = {
             (MemberStatus.probationary, MemberStatus.official),
@@ -839,13 +835,8 @@ class Member(Aggregate):
             )
         )
 
-    def remove(self, reason: str, actor: str) -> None:
+    def remove(self, reason: RemovalReason, actor: str) -> None:
         self._require_state("approved")
-        if reason not in REMOVAL_REASONS:
-            raise RuleBroken(
-                "Lý do phải là một trong: deceased, struck_off, expelled, left, error",
-                field="reason",
-            )
         for role, unit in sorted(self.roles):
             self.record(
                 RoleRevoked(member_id=self.id, role=role.value, unit_id=unit, revoked_by=actor)
@@ -867,11 +858,8 @@ class Member(Aggregate):
 
     def revoke(self, role: Role, unit_id: str, actor: str) -> None:
         if (role, unit_id) not in self.roles:
-            raise RuleBroken(
-                "Đảng viên không giữ vai trò này ở đơn vị này",
-                field="role",
-                code="not_held",
-                status_code=404,
+            raise NotFound(
+                "Đảng viên không giữ vai trò này ở đơn vị này", field="role", code="not_held"
             )
         self.record(
             RoleRevoked(member_id=self.id, role=role.value, unit_id=unit_id, revoked_by=actor)
@@ -880,7 +868,7 @@ class Member(Aggregate):
 
 def member_doc(member: Member) -> dict[str, Any]:
     """The members read model row: the aggregate's public state, written with its events."""
-    return {
+    doc: dict[str, Any] = {
         "_id": member.id,
         "full_name": member.full_name,
         "sort_key": name_sort_key(member.full_name),
@@ -897,6 +885,14 @@ def member_doc(member: Member) -> dict[str, Any]:
         "removed_reason": member.removed_reason,
         "version": member.version,
     }
+    # The shared rule of who is on the list (sotay_platform.roster), on today's flags.
+    doc.update(
+        approved=member.state in ("approved", "removed"),
+        rejected=member.state == "rejected",
+        removed=member.state == "removed",
+    )
+    doc["on_list"] = counts(doc, Purpose.on_list)
+    return doc
 
 
 def name_sort_key(full_name: str) -> str:

@@ -1,6 +1,8 @@
 """One method per command: load, authorize against the member's branch path, decide, commit.
 
-Every write of a command goes through one `UnitOfWork` (see storage.py).
+Every write of a command goes through one shared unit of work
+(`storage.unit_of_work()`): the member's events, its `members` row, the
+private records and the unique-key claims, in one transaction.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from pymongo.asynchronous.client_session import AsyncClientSession
-
-from sotay_events import CommandContext, ConcurrencyConflict, EventEnvelope, new_event_id
-from sotay_events.catalogue.identity import MemberStatus
+from sotay_events import (
+    ClaimTaken,
+    CommandContext,
+    EventEnvelope,
+    UnitOfWork,
+    new_event_id,
+    retry_on_conflict,
+)
+from sotay_events.catalogue.identity import Gender, MemberStatus
 from sotay_events.catalogue.org_tree import OrgLevel, UnitMerged
 from sotay_identity.domain import (
     GENDER_LABELS,
@@ -27,35 +34,57 @@ from sotay_identity.domain import (
     ROSTER_READERS,
     STATE_LABELS,
     STATUS_LABELS,
-    VIETNAM,
     Member,
-    MemberInput,
+    MemberFields,
     PersonalData,
     Problems,
     Profile,
+    RemovalReason,
     RuleBroken,
     check_password,
-    clean_phone,
+    erased,
+    fields_of,
     format_date,
-    member_input_of,
-    parse_date,
+    member_doc,
     parse_role,
-    parse_status,
-    today_in_vietnam,
     validate_member,
 )
 from sotay_identity.security import Lockout, Passwords, Revocations, new_refresh_token, token_hash
-from sotay_identity.storage import KeyHasher, KeyTaken, Storage, UnitOfWork
+from sotay_identity.storage import (
+    ACCOUNTS,
+    CLAIMS,
+    KEY_FIELDS,
+    MEMBERS,
+    PERSONAL,
+    SESSIONS,
+    KeyHasher,
+    Storage,
+    key_conflict,
+    kind_of,
+)
 from sotay_identity.tree import Tree, holds_members, is_active
-from sotay_platform.auth import Grant, Principal, Role, TokenIssuer
-from sotay_platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unauthorized
+from sotay_platform.auth import PASSWORD_CHANGE_CLAIM, Grant, Principal, Role, TokenIssuer
+from sotay_platform.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    TryAgain,
+    Unauthorized,
+)
+from sotay_platform.inputs import VIETNAM, today_in_vietnam
 
 Doc = dict[str, Any]
 SYSTEM_MERGE_ACTOR = "system:org-tree-merge"
+# A session opened with a temporary password: its access tokens allow nothing but changing
+# it (`sotay_platform.auth.current_principal` refuses them everywhere else).
+PWD_CHANGE_REQUIRED = PASSWORD_CHANGE_CLAIM
+MERGE_BATCH = 200
 
 
-class AccountLocked(ServiceError):
-    status_code = 423
+class AccountLocked(TooManyRequests):
+    """Too many wrong passwords for one login: 429 with Retry-After."""
+
     code = "account_locked"
 
     def __init__(self, seconds: int) -> None:
@@ -63,10 +92,9 @@ class AccountLocked(ServiceError):
         super().__init__(
             f"Tài khoản tạm khóa do nhập sai mật khẩu nhiều lần; thử lại sau {minutes} phút "
             "hoặc đề nghị bí thư chi bộ đặt lại mật khẩu",
+            seconds,
             field="password",
         )
-        self.retry_after = seconds
-        self.headers = {"Retry-After": str(seconds)}
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "retry_after_seconds": self.retry_after}
@@ -115,6 +143,7 @@ def member_view(
         "state_label": STATE_LABELS[row["state"]],
         "registered_by": row["registered_by"],
         "account_active": row["account_active"],
+        "on_list": bool(row.get("on_list")),
         "roles": [
             {**r, "label": ROLE_LABELS.get(Role(r["role"]), r["role"])} for r in row["roles"]
         ],
@@ -157,7 +186,9 @@ class IdentityService:
     async def check_branch(
         self, branch_id: str | None, problems: Problems, field: str = "branch_id"
     ) -> list[str]:
-        """The branch's path, or a problem naming `field`: unknown, closed, or not a branch."""
+        """The branch's path, or a problem naming `field`: unknown, closed, or not a branch.
+        The answer names no unit but the one asked about, and not its name: the caller may
+        be anonymous or outside its scope."""
         if not branch_id:
             problems.add(field, "Chi bộ sinh hoạt là bắt buộc")
             return []
@@ -169,8 +200,8 @@ class IdentityService:
         elif not holds_members(doc):
             problems.add(
                 field,
-                f"{doc['name']} là {OrgLevel(doc['level']).label.lower()}, không phải chi bộ: "
-                "đảng viên chỉ sinh hoạt ở chi bộ",
+                f"Đơn vị {branch_id} là {OrgLevel(doc['level']).label.lower()}, không phải chi "
+                "bộ: đảng viên chỉ sinh hoạt ở chi bộ",
             )
         else:
             return list(doc["path"])
@@ -208,35 +239,17 @@ class IdentityService:
             keys[self.keys.key("phone", personal.phone)] = member_id
         return keys
 
-    async def commit(self, uow: UnitOfWork) -> list[EventEnvelope]:
+    def stage(self, uow: UnitOfWork, member: Member, context: CommandContext) -> None:
+        """The member's new events and its read-model row, in the same commit."""
+        uow.add(member, context)
+        uow.row(MEMBERS, member_doc(member))
+
+    async def commit(self, uow: UnitOfWork, context: CommandContext) -> list[EventEnvelope]:
+        """For callers allowed to know who holds a key: a taken claim is a 409."""
         try:
-            return await self.storage.commit(uow)
-        except KeyTaken as exc:
-            raise Conflict(exc.message, field=exc.field, code="duplicate") from None
-
-    # registration ------------------------------------------------------------
-
-    async def register(
-        self, raw: MemberInput, branch_id: str | None, password: str | None
-    ) -> Member:
-        """A member registers themselves; the branch secretary approves or rejects."""
-        problems = Problems()
-        path = await self.check_branch(branch_id, problems)
-        check_password(password, problems, clean_phone(raw.phone, Problems()))
-        profile, personal = validate_member(
-            raw, self.today(), phone_required=True, problems=problems
-        )
-        assert branch_id and password
-        member_id = self.new_id()
-        member = Member.register(member_id, profile, branch_id, "self", member_id)
-        uow = UnitOfWork()
-        uow.save(member, self._context(member_id, path))
-        for key, owner in self.claims_of(member_id, profile, personal, with_phone=True).items():
-            uow.claim(key, owner)
-        uow.put_personal(member_id, personal)
-        uow.put("accounts", await self._account_doc(member_id, password, must_change=False))
-        await self.commit(uow)
-        return member
+            return await uow.commit(context)
+        except ClaimTaken as exc:
+            raise key_conflict(exc) from None
 
     async def _account_doc(self, member_id: str, password: str, must_change: bool) -> Doc:
         return {
@@ -246,10 +259,48 @@ class IdentityService:
             "password_set_at": datetime.now(UTC),
         }
 
+    # registration ------------------------------------------------------------
+
+    async def register(self, raw: MemberFields, branch_id: str | None, password: str) -> Member:
+        """A member registers themselves; the branch secretary approves or rejects.
+
+        The answer never says whether the citizen ID, party card or phone belongs to a
+        member already: a key held by another is simply not claimed, and the secretary
+        sees the conflict when reviewing (`conflicts` in the pending list); approving it
+        is then refused until it is resolved.
+        """
+        problems = Problems()
+        path = await self.check_branch(branch_id, problems)
+        check_password(password, problems, raw.phone)
+        profile, personal = validate_member(
+            raw, self.today(), phone_required=True, problems=problems
+        )
+        assert branch_id
+        member_id = self.new_id()
+        member = Member.register(member_id, profile, branch_id, "self", member_id)
+        account = await self._account_doc(member_id, password, must_change=False)
+        keys = self.claims_of(member_id, profile, personal, with_phone=True)
+        context = self._context(member_id, path)
+        for _ in range(3):
+            held = await self.storage.claim_owners(list(keys))
+            uow = self.storage.unit_of_work()
+            self.stage(uow, member, context)
+            for key in keys:
+                if key not in held:
+                    uow.claim(CLAIMS, key, member_id)
+            uow.private(PERSONAL, personal.to_doc(member_id))
+            uow.private(ACCOUNTS, account)
+            try:
+                await uow.commit(context)
+                return member
+            except ClaimTaken:
+                continue  # a concurrent registration took a key: look again, leave it out
+        raise TryAgain("Hệ thống đang bận, vui lòng gửi lại đăng ký")
+
     async def create_member(
         self,
         principal: Principal,
-        raw: MemberInput,
+        raw: MemberFields,
         branch_id: str | None,
         password: str | None = None,
         registered_by: Literal["secretary", "import"] = "secretary",
@@ -261,7 +312,7 @@ class IdentityService:
         if path:
             principal.require(MANAGERS, path)
         if password:
-            check_password(password, problems, clean_phone(raw.phone, Problems()))
+            check_password(password, problems, raw.phone)
         profile, personal = validate_member(
             raw, self.today(), phone_required=bool(password), problems=problems
         )
@@ -270,43 +321,75 @@ class IdentityService:
         member = Member.register(
             member_id, profile, branch_id, registered_by, principal.subject, activate=bool(password)
         )
-        uow = UnitOfWork()
-        uow.save(member, self._context(principal, path))
-        for key, owner in self.claims_of(
-            member_id, profile, personal, with_phone=bool(password)
-        ).items():
-            uow.claim(key, owner)
-        uow.put_personal(member_id, personal)
+        context = self._context(principal, path)
+        uow = self.storage.unit_of_work()
+        self.stage(uow, member, context)
+        for key in self.claims_of(member_id, profile, personal, with_phone=bool(password)):
+            uow.claim(CLAIMS, key, member_id)
+        uow.private(PERSONAL, personal.to_doc(member_id))
         if password:
-            uow.put("accounts", await self._account_doc(member_id, password, must_change=True))
-        await self.commit(uow)
+            uow.private(ACCOUNTS, await self._account_doc(member_id, password, must_change=True))
+        await self.commit(uow, context)
         return member
 
     async def approve(self, principal: Principal, member_id: str) -> Member:
+        """The keys a registration could not claim are claimed now: a conflict is the
+        secretary's to see (409 naming the field), never the applicant's."""
         member, path = await self._manage(principal, member_id)
         member.approve(principal.subject)
-        uow = UnitOfWork()
-        uow.save(member, self._context(principal, path))
-        await self.commit(uow)
+        context = self._context(principal, path)
+        uow = self.storage.unit_of_work()
+        self.stage(uow, member, context)
+        personal = await self.storage.personal(member_id)
+        if personal:
+            for key in self.claims_of(member_id, member.profile, personal, with_phone=True):
+                uow.claim(CLAIMS, key, member_id)
+        await self.commit(uow, context)
         return member
 
     async def reject(self, principal: Principal, member_id: str, reason: str) -> Member:
         """The registration ends; its unique keys are freed and its personal data erased."""
         member, path = await self._manage(principal, member_id)
         member.reject(principal.subject, reason)
-        uow = UnitOfWork()
-        uow.save(member, self._context(principal, path))
+        context = self._context(principal, path)
+        uow = self.storage.unit_of_work()
+        self.stage(uow, member, context)
         await self._erase_private(uow, member)
-        await self.commit(uow)
+        await self.commit(uow, context)
         return member
 
     async def _erase_private(self, uow: UnitOfWork, member: Member) -> None:
         personal = await self.storage.personal(member.id)
         if personal:
             for key in self.claims_of(member.id, member.profile, personal, with_phone=True):
-                uow.release(key, member.id)
-        uow.delete("personal_records", member.id)
-        uow.delete("accounts", member.id)
+                uow.release(CLAIMS, key, member.id)
+        uow.private(PERSONAL, erased(member.id))
+        uow.private(ACCOUNTS, erased(member.id))
+
+    async def conflicts(self, rows: Sequence[Doc]) -> dict[str, list[str]]:
+        """For each member: the fields (citizen ID, party card, phone) whose key another
+        member holds. Shown to the secretary reviewing registrations, to no one else."""
+        personal = await self.storage.personal_many([r["_id"] for r in rows])
+        wanted: dict[str, list[str]] = {}
+        for row in rows:
+            mine = personal.get(row["_id"])
+            if mine is None:
+                continue
+            profile = Profile(
+                row["full_name"],
+                Gender(row["gender"]),
+                MemberStatus(row["status"]),
+                date.fromisoformat(row["admitted_on"]),
+                party_card_no=row.get("party_card_no"),
+            )
+            wanted[row["_id"]] = list(self.claims_of(row["_id"], profile, mine, with_phone=True))
+        owners = await self.storage.claim_owners([k for keys in wanted.values() for k in keys])
+        return {
+            member_id: [
+                KEY_FIELDS[kind_of(k)] for k in keys if owners.get(k, member_id) != member_id
+            ]
+            for member_id, keys in wanted.items()
+        }
 
     # reading -----------------------------------------------------------------
 
@@ -321,7 +404,10 @@ class IdentityService:
         with_personal = own or principal.covers(PERSONAL_READERS, path)
         personal = await self.storage.personal(member_id) if with_personal else None
         unit = await self.tree.get(row["branch_id"])
-        return member_view(row, unit, personal, with_personal=with_personal)
+        view = member_view(row, unit, personal, with_personal=with_personal)
+        if row["state"] == "pending" and principal.covers(MANAGERS, path):
+            view["conflicts"] = (await self.conflicts([row])).get(member_id, [])
+        return view
 
     async def roster(
         self,
@@ -342,151 +428,176 @@ class IdentityService:
         rows = await self.storage.members_in(
             branches, states=states, status=status, offset=offset, limit=limit
         )
-        total = await self.storage.count_in(branches, states)
+        total = await self.storage.count_in(branches, states, status)
         names = {
             b: (await self.tree.get(b) or {}).get("name") for b in {r["branch_id"] for r in rows}
         }
-        return {
-            "unit_id": unit_id,
-            "total": total,
-            "offset": offset,
-            "items": [
-                member_view(r, {"name": names.get(r["branch_id"])}, None, with_personal=False)
-                for r in rows
-            ],
-        }
+        items = [
+            member_view(r, {"name": names.get(r["branch_id"])}, None, with_personal=False)
+            for r in rows
+        ]
+        if tuple(states) == ("pending",):
+            found = await self.conflicts(rows)
+            for item in items:
+                item["conflicts"] = found.get(item["member_id"], [])
+        return {"unit_id": unit_id, "total": total, "offset": offset, "items": items}
 
     # changes -----------------------------------------------------------------
 
-    async def update(
-        self,
-        principal: Principal,
-        member_id: str,
-        fields: dict[str, Any],
-        records: dict[str, list[dict[str, Any]]] | None = None,
-    ) -> Member:
-        """The member keeps their summary and work history up to date; rewards and
-        discipline are recorded by the branch. Status and branch have their own commands."""
+    async def update(self, principal: Principal, member_id: str, sent: MemberFields) -> Member:
+        """The member keeps their own details up to date (name, gender, birth date, phone,
+        work history); rewards and discipline are recorded by the branch, and what the
+        branch keeps on the party record changes only through `correct_party_record`.
+        Status and branch have their own commands. Only the fields sent change."""
         member = await self.load(member_id)
         path = await self.path_of(member)
         own = principal.member_id == member_id
-        if not own:
+        manager = principal.covers(MANAGERS, path)
+        if not own and not manager:
             principal.require(MANAGERS, path)
-        records = records or {}
-        if own and not principal.covers(MANAGERS, path):
+        if not manager:
             for kind in ("rewards", "discipline"):
-                if kind in records:
-                    raise RuleBroken(
+                if kind in sent.model_fields_set:
+                    raise Forbidden(
                         "Khen thưởng, kỷ luật do chi bộ, cấp ủy cập nhật",
                         field=kind,
                         code="forbidden_field",
-                        status_code=403,
                     )
         personal = await self.storage.personal(member_id)
         if personal is None:
-            raise RuleBroken(
-                "Hồ sơ này không còn dữ liệu cá nhân để sửa", code="erased", status_code=409
+            raise Conflict("Hồ sơ này không còn dữ liệu cá nhân để sửa", code="erased")
+        if "citizen_id" in sent.model_fields_set and sent.citizen_id != personal.citizen_id:
+            raise Forbidden(
+                "Số định danh công dân do chi bộ cập nhật: đề nghị bí thư chi bộ điều chỉnh",
+                field="citizen_id",
+                code="branch_kept",
             )
-        raw = member_input_of(member.profile, personal)
-        for name, value in fields.items():
-            setattr(raw, name, value)
-        raw.records.update(records)
-        account = await self.storage.account(member_id)
-        profile, new_personal = validate_member(
-            raw, self.today(), phone_required=account is not None
-        )
+        profile, new_personal = await self._merged(member, personal, sent)
         changed = [
             name
-            for name in ("citizen_id", "phone", "birth_date", *RECORD_KINDS)
+            for name in ("phone", "birth_date", *RECORD_KINDS)
             if getattr(new_personal, name) != getattr(personal, name)
         ]
-        has_login = account is not None
-        old_keys = self.claims_of(member_id, member.profile, personal, with_phone=has_login)
         member.update_profile(profile, changed)
-        uow = UnitOfWork()
-        uow.save(member, self._context(principal, path))
-        new_keys = self.claims_of(member_id, profile, new_personal, with_phone=has_login)
-        for key in set(old_keys) - set(new_keys):
-            uow.release(key, member_id)
-        for key in set(new_keys) - set(old_keys):
-            uow.claim(key, member_id)
-        uow.put_personal(member_id, new_personal)
-        await self.commit(uow)
+        await self._save_personal(principal, member, path, personal, new_personal, profile)
         return member
+
+    async def correct_party_record(
+        self, principal: Principal, member_id: str, sent: MemberFields, reason: str
+    ) -> Member:
+        """The branch secretary corrects the admission date, the date made official, the
+        party card number or the citizen ID: one `MemberPartyRecordCorrected` each time."""
+        member, path = await self._manage(principal, member_id)
+        if not sent.model_fields_set:
+            raise RuleBroken("Cần ít nhất một thông tin cần điều chỉnh")
+        personal = await self.storage.personal(member_id)
+        if personal is None:
+            raise Conflict("Hồ sơ này không còn dữ liệu cá nhân để sửa", code="erased")
+        profile, new_personal = await self._merged(member, personal, sent)
+        changed = ["citizen_id"] if new_personal.citizen_id != personal.citizen_id else []
+        if member.correct_party_record(profile, changed, principal.subject, reason):
+            await self._save_personal(principal, member, path, personal, new_personal, profile)
+        return member
+
+    async def _merged(
+        self, member: Member, personal: PersonalData, sent: MemberFields
+    ) -> tuple[Profile, PersonalData]:
+        raw = fields_of(member.profile, personal)
+        for name in sent.model_fields_set:
+            setattr(raw, name, getattr(sent, name))
+        account = await self.storage.account(member.id)
+        return validate_member(raw, self.today(), phone_required=account is not None)
+
+    async def _save_personal(
+        self,
+        principal: Principal,
+        member: Member,
+        path: list[str],
+        personal: PersonalData,
+        new_personal: PersonalData,
+        profile: Profile,
+    ) -> None:
+        has_login = await self.storage.account(member.id) is not None
+        old_keys = self.claims_of(member.id, member.profile, personal, with_phone=has_login)
+        new_keys = self.claims_of(member.id, profile, new_personal, with_phone=has_login)
+        context = self._context(principal, path)
+        uow = self.storage.unit_of_work()
+        self.stage(uow, member, context)
+        for key in set(old_keys) - set(new_keys):
+            uow.release(CLAIMS, key, member.id)
+        for key in set(new_keys) - set(old_keys):
+            uow.claim(CLAIMS, key, member.id)
+        uow.private(PERSONAL, new_personal.to_doc(member.id))
+        await self.commit(uow, context)
 
     async def change_status(
         self,
         principal: Principal,
         member_id: str,
-        status: str | None,
-        effective_on: str | None,
-        official_on: str | None = None,
+        status: MemberStatus,
+        effective_on: date | None,
+        official_on: date | None = None,
     ) -> Member:
         member, path = await self._manage(principal, member_id)
         problems = Problems()
-        new_status = parse_status(status, problems)
-        if new_status is None and not problems.has("status"):
-            problems.add("status", "Trạng thái mới là bắt buộc")
-        effective = parse_date(effective_on, "effective_on", problems) or self.today()
-        official = parse_date(official_on, "official_on", problems)
-        for name, value in (("effective_on", effective), ("official_on", official)):
+        effective = effective_on or self.today()
+        for name, value in (("effective_on", effective), ("official_on", official_on)):
             if value and value > self.today():
                 problems.add(name, "Ngày không được ở tương lai")
         problems.raise_if_any()
-        assert new_status
-        member.change_status(new_status, effective, official)
-        uow = UnitOfWork()
-        uow.save(member, self._context(principal, path))
-        await self.commit(uow)
+        member.change_status(status, effective, official_on)
+        await self._save(principal, member, path)
         return member
+
+    async def _save(self, principal: Principal | str, member: Member, path: list[str]) -> None:
+        context = self._context(principal, path)
+        uow = self.storage.unit_of_work()
+        self.stage(uow, member, context)
+        await self.commit(uow, context)
 
     async def transfer(
         self,
         principal: Principal,
         member_id: str,
-        to_branch_id: str | None,
-        effective_on: str | None = None,
+        to_branch_id: str,
+        effective_on: date | None = None,
     ) -> Member:
         """Chuyển sinh hoạt đảng: whoever does it must cover both branches."""
         member, _ = await self._manage(principal, member_id)
         problems = Problems()
         to_path = await self.check_branch(to_branch_id, problems, field="to_branch_id")
-        effective = parse_date(effective_on, "effective_on", problems) or self.today()
+        effective = effective_on or self.today()
         if effective > self.today():
             problems.add("effective_on", "Ngày chuyển sinh hoạt không được ở tương lai")
         problems.raise_if_any()
-        assert to_branch_id
         principal.require(MANAGERS, to_path)
         member.transfer(to_branch_id, effective, principal.subject)
-        uow = UnitOfWork()
-        uow.save(member, self._context(principal, to_path))
-        await self.commit(uow)
+        await self._save(principal, member, to_path)
         return member
 
-    async def remove(self, principal: Principal, member_id: str, reason: str) -> Member:
+    async def remove(self, principal: Principal, member_id: str, reason: RemovalReason) -> Member:
         """Off the rolls: the account closes; a record made in error also frees its keys."""
         member, path = await self._manage(principal, member_id)
         member.remove(reason, principal.subject)
-        uow = UnitOfWork()
-        uow.save(member, self._context(principal, path))
+        context = self._context(principal, path)
+        uow = self.storage.unit_of_work()
+        self.stage(uow, member, context)
         if reason == "error":
             await self._erase_private(uow, member)
         else:
-            uow.delete("accounts", member_id)
+            uow.private(ACCOUNTS, erased(member_id))
             personal = await self.storage.personal(member_id)
             if personal and personal.phone:
-                uow.release(self.keys.key("phone", personal.phone), member_id)
-        await self.commit(uow)
+                uow.release(CLAIMS, self.keys.key("phone", personal.phone), member_id)
+        await self.commit(uow, context)
         await self.revocations.revoke(await self.storage.revoke_sessions(member_id))
         return member
 
     # accounts ----------------------------------------------------------------
 
-    async def reset_password(
-        self, principal: Principal, member_id: str, password: str | None
-    ) -> Member:
+    async def reset_password(self, principal: Principal, member_id: str, password: str) -> Member:
         """The secretary sets a temporary password, which also opens the account of a member
-        they created or imported. The member must change it after signing in."""
+        they created or imported. It allows nothing but changing it."""
         member, path = await self._manage(principal, member_id)
         personal = await self.storage.personal(member_id)
         if personal is None or not personal.phone:
@@ -495,26 +606,21 @@ class IdentityService:
                 field="phone",
             )
         problems = Problems()
-        password = check_password(password, problems, personal.phone)
+        check_password(password, problems, personal.phone)
         problems.raise_if_any()
         member.reset_password(principal.subject)
-        uow = UnitOfWork()
-        uow.save(member, self._context(principal, path))
-        uow.claim(self.keys.key("phone", personal.phone), member_id)
-        uow.put("accounts", await self._account_doc(member_id, password, must_change=True))
-        await self.commit(uow)
+        context = self._context(principal, path)
+        uow = self.storage.unit_of_work()
+        self.stage(uow, member, context)
+        uow.claim(CLAIMS, self.keys.key("phone", personal.phone), member_id)
+        uow.private(ACCOUNTS, await self._account_doc(member_id, password, must_change=True))
+        await self.commit(uow, context)
         await self.revocations.revoke(await self.storage.revoke_sessions(member_id))
         await self.lockout.clear(self.keys.key("phone", personal.phone))
         return member
 
-    async def login(self, phone: str | None, password: str | None) -> TokenPair:
-        problems = Problems()
-        cleaned = clean_phone(phone, problems)
-        if not password:
-            problems.add("password", "Mật khẩu là bắt buộc")
-        problems.raise_if_any()
-        assert cleaned and password
-        login_key = self.keys.key("phone", cleaned)
+    async def login(self, phone: str, password: str) -> TokenPair:
+        login_key = self.keys.key("phone", phone)
         if wait := await self.lockout.locked_for(login_key):
             raise AccountLocked(wait)
         owner = (await self.storage.claim_owners([login_key])).get(login_key)
@@ -529,12 +635,11 @@ class IdentityService:
             )
         assert owner and account
         await self.lockout.clear(login_key)
-        member = await self.load(owner)
-        self._require_can_sign_in(member)
+        self._require_can_sign_in(await self.load(owner))
         rehashed = None
         if self.passwords.needs_rehash(account["password_hash"]):
             rehashed = {**account, "password_hash": await self.passwords.hash(password)}
-        return await self._open_session(member, account, rehashed)
+        return await self._open_session(owner, account, rehashed)
 
     def _require_can_sign_in(self, member: Member) -> None:
         messages = {
@@ -548,61 +653,61 @@ class IdentityService:
         if not member.account_active:
             raise Forbidden("Tài khoản chưa được kích hoạt", code="account_inactive")
 
-    async def _open_session(self, member: Member, account: Doc, rehashed: Doc | None) -> TokenPair:
+    async def _open_session(self, member_id: str, account: Doc, rehashed: Doc | None) -> TokenPair:
         session_id = uuid.uuid4().hex
         refresh, refresh_hash = new_refresh_token(session_id)
         now = datetime.now(UTC)
-        for attempt in range(3):
-            member.sign_in()
-            uow = UnitOfWork()
-            uow.save(member, self._context(member.id, await self.path_of(member)))
-            uow.put(
-                "sessions",
-                {
-                    "_id": session_id,
-                    "member_id": member.id,
-                    "token_hash": refresh_hash,
-                    "prev_hash": None,
-                    "created_at": now,
-                    "expires_at": now + timedelta(seconds=self.refresh_ttl),
-                    "revoked_at": None,
-                },
-            )
-            if rehashed:
-                uow.put("accounts", rehashed)
-            try:
-                await self.storage.commit(uow)
-                break
-            except ConcurrencyConflict:
-                if attempt == 2:
-                    raise
-                member = await self.load(member.id)
+        session = {
+            "_id": session_id,
+            "member_id": member_id,
+            "token_hash": refresh_hash,
+            "prev_hash": None,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=self.refresh_ttl),
+            "revoked_at": None,
+        }
+        member = await self._signed_in(member_id, session, rehashed)
+        must_change = bool(account.get("must_change_password"))
         return TokenPair(
-            self._access_token(member.id, member.grants(), session_id),
+            self._access_token(member.id, member.grants(), session_id, must_change),
             self.access_ttl,
             refresh,
             self.refresh_ttl,
             member.id,
-            bool(account.get("must_change_password")),
+            must_change,
         )
 
-    def _access_token(self, member_id: str, grants: list[Grant], session_id: str) -> str:
+    @retry_on_conflict(attempts=3)
+    async def _signed_in(self, member_id: str, session: Doc, rehashed: Doc | None) -> Member:
+        member = await self.load(member_id)
+        member.sign_in()
+        context = self._context(member.id, await self.path_of(member))
+        uow = self.storage.unit_of_work()
+        self.stage(uow, member, context)
+        uow.private(SESSIONS, session)
+        if rehashed:
+            uow.private(ACCOUNTS, rehashed)
+        await uow.commit(context)
+        return member
+
+    def _access_token(
+        self, member_id: str, grants: list[Grant], session_id: str, must_change: bool
+    ) -> str:
+        extra: dict[str, Any] = {"sid": session_id, "jti": uuid.uuid4().hex}
+        if must_change:
+            extra[PWD_CHANGE_REQUIRED] = True
         return self.issuer.issue(
-            member_id,
-            grants,
-            member_id=member_id,
-            ttl_seconds=self.access_ttl,
-            extra={"sid": session_id, "jti": uuid.uuid4().hex},
+            member_id, grants, member_id=member_id, ttl_seconds=self.access_ttl, extra=extra
         )
 
-    async def refresh(self, token: str | None) -> TokenPair:
+    async def refresh(self, token: str) -> TokenPair:
         """A new access token and a new refresh token; the old refresh token is spent.
         Presenting a spent one again ends the session (it was copied)."""
         expired = Unauthorized(
             "Phiên đăng nhập đã hết hạn hoặc bị thu hồi, vui lòng đăng nhập lại",
             code="session_expired",
         )
-        session_id, _, secret = (token or "").partition(".")
+        session_id, _, secret = token.partition(".")
         doc = await self.storage.session(session_id) if secret else None
         if doc is None or doc.get("revoked_at"):
             raise expired
@@ -632,14 +737,15 @@ class IdentityService:
             Grant(Role(r["role"]), r["unit_id"]) for r in row["roles"]
         ]
         account = await self.storage.account(row["_id"]) or {}
+        must_change = bool(account.get("must_change_password"))
         remaining = int((expires_at - datetime.now(UTC)).total_seconds())
         return TokenPair(
-            self._access_token(row["_id"], grants, session_id),
+            self._access_token(row["_id"], grants, session_id, must_change),
             self.access_ttl,
             refresh,
             remaining,
             row["_id"],
-            bool(account.get("must_change_password")),
+            must_change,
         )
 
     async def logout(self, principal: Principal, everywhere: bool = False) -> int:
@@ -663,19 +769,18 @@ class IdentityService:
         await self.revocations.revoke(ended)
         return len(ended)
 
-    async def change_password(
-        self, principal: Principal, current: str | None, new: str | None
-    ) -> None:
+    async def change_password(self, principal: Principal, current: str, new: str) -> None:
         if not principal.member_id:
             raise Forbidden("Chỉ tài khoản đảng viên mới đổi được mật khẩu")
-        account = await self.storage.account(principal.member_id)
-        personal = await self.storage.personal(principal.member_id)
+        member_id = principal.member_id
+        account = await self.storage.account(member_id)
+        personal = await self.storage.personal(member_id)
         if account is None or personal is None or not personal.phone:
             raise Forbidden("Tài khoản chưa được kích hoạt", code="account_inactive")
         login_key = self.keys.key("phone", personal.phone)
         if wait := await self.lockout.locked_for(login_key):
             raise AccountLocked(wait)
-        if not await self.passwords.verify(account["password_hash"], current or ""):
+        if not await self.passwords.verify(account["password_hash"], current):
             left, locked = await self.lockout.failed(login_key)
             if locked:
                 raise AccountLocked(locked)
@@ -685,7 +790,7 @@ class IdentityService:
                 code="bad_credentials",
             )
         problems = Problems()
-        new = check_password(new, problems, personal.phone)
+        check_password(new, problems, personal.phone)
         if new == current:
             problems.add("new_password", "Mật khẩu mới phải khác mật khẩu hiện tại")
         problems.items = [
@@ -693,15 +798,15 @@ class IdentityService:
             for i in problems.items
         ]
         problems.raise_if_any()
-        uow = UnitOfWork()
-        uow.put("accounts", await self._account_doc(principal.member_id, new, must_change=False))
-        await self.commit(uow)
-        ended = await self.storage.revoke_sessions(principal.member_id, principal.claims.get("sid"))
+        uow = self.storage.unit_of_work()
+        uow.private(ACCOUNTS, await self._account_doc(member_id, new, must_change=False))
+        await uow.commit(self._context(principal, []))
+        ended = await self.storage.revoke_sessions(member_id, principal.claims.get("sid"))
         await self.revocations.revoke(ended)
 
     # roles -------------------------------------------------------------------
 
-    async def _role_target(self, role_value: str, unit_id: str | None) -> tuple[Role, Doc]:
+    async def _role_target(self, role_value: Role | str, unit_id: str | None) -> tuple[Role, Doc]:
         role = parse_role(role_value)
         unit = await self.tree.get(unit_id) if unit_id else None
         if unit is None:
@@ -709,7 +814,7 @@ class IdentityService:
         return role, unit
 
     async def grant(
-        self, principal: Principal, member_id: str, role_value: str, unit_id: str | None
+        self, principal: Principal, member_id: str, role_value: Role | str, unit_id: str | None
     ) -> Member:
         """Only a role that may grant `role` (GRANTORS) and whose subtree holds both the
         unit and the member may grant it: never beyond the granter's own scope."""
@@ -727,13 +832,11 @@ class IdentityService:
                 field="unit_id",
             )
         if member.grant(role, unit["_id"], principal.subject):
-            uow = UnitOfWork()
-            uow.save(member, self._context(principal, member_path))
-            await self.commit(uow)
+            await self._save(principal, member, member_path)
         return member
 
     async def revoke(
-        self, principal: Principal, member_id: str, role_value: str, unit_id: str | None
+        self, principal: Principal, member_id: str, role_value: Role | str, unit_id: str | None
     ) -> Member:
         role, unit = await self._role_target(role_value, unit_id)
         member = await self.load(member_id)
@@ -741,18 +844,14 @@ class IdentityService:
         principal.require(GRANTORS[role], unit["path"])
         principal.require(GRANTORS[role], member_path)
         member.revoke(role, unit["_id"], principal.subject)
-        uow = UnitOfWork()
-        uow.save(member, self._context(principal, member_path))
-        await self.commit(uow)
+        await self._save(principal, member, member_path)
         return member
 
     # following the tree ------------------------------------------------------
 
-    async def follow_merge(
-        self, envelope: EventEnvelope, event: UnitMerged, session: AsyncClientSession | None
-    ) -> int:
-        """Members of a merged branch now belong to the unit it merged into: one
-        MemberTransferred each, in the projection's own transaction (exactly once)."""
+    async def follow_merge(self, envelope: EventEnvelope, event: UnitMerged) -> int:
+        """Members of a merged branch now belong to the unit that carries it on: one
+        MemberTransferred each. A redelivery finds them moved already and changes nothing."""
         unit = await self.tree.get(event.unit_id)
         if unit is not None and not holds_members(unit):
             return 0
@@ -760,24 +859,26 @@ class IdentityService:
         if not rows:
             return 0
         into_path = await self.tree.scope_path(event.into_unit_id) or [event.into_unit_id]
+        target = into_path[-1]
         effective = envelope.occurred_at.astimezone(VIETNAM).date()
-        uow = UnitOfWork()
-        for row in rows:
-            member = await self.load(row["_id"])
-            if member.branch_id != event.unit_id:
-                continue
-            member.transfer(event.into_unit_id, effective, SYSTEM_MERGE_ACTOR)
-            uow.save(
-                member,
-                CommandContext(
-                    actor=SYSTEM_MERGE_ACTOR,
-                    org_path=tuple(into_path),
-                    correlation_id=envelope.correlation_id,
-                    causation_id=envelope.event_id,
-                ),
-            )
-        await self.storage.commit(uow, session)
-        return len(uow.members)
+        context = CommandContext(
+            actor=SYSTEM_MERGE_ACTOR,
+            org_path=tuple(into_path),
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+        )
+        moved = 0
+        for start in range(0, len(rows), MERGE_BATCH):
+            uow = self.storage.unit_of_work()
+            for row in rows[start : start + MERGE_BATCH]:
+                member = await self.load(row["_id"])
+                if member.branch_id != event.unit_id or member.branch_id == target:
+                    continue
+                member.transfer(target, effective, SYSTEM_MERGE_ACTOR)
+                self.stage(uow, member, context)
+                moved += 1
+            await uow.commit(context)
+        return moved
 
 
 __all__ = ["AccountLocked", "IdentityService", "TokenPair", "member_view"]

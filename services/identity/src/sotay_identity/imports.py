@@ -12,14 +12,13 @@ reported unchanged, so a file can be sent again.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from openpyxl import load_workbook
+from pydantic import TypeAdapter, ValidationError
 
+from sotay_events import ClaimTaken
 from sotay_events.catalogue.identity import Gender, MemberStatus
 from sotay_identity.domain import (
     FIELD_LABELS,
@@ -28,24 +27,26 @@ from sotay_identity.domain import (
     PERSONAL_READERS,
     STATUS_LABELS,
     Member,
-    MemberInput,
+    MemberFields,
     PersonalData,
     Problems,
     Profile,
     RuleBroken,
-    fold,
     format_date,
+    problems_of,
     validate_member,
 )
 from sotay_identity.handlers import IdentityService
-from sotay_identity.storage import KeyTaken, UnitOfWork
+from sotay_identity.storage import CLAIMS, KEY_FIELDS, KEY_MESSAGES, PERSONAL, kind_of
 from sotay_platform.auth import Principal
-from sotay_platform.errors import Invalid, NotFound, ServiceError
+from sotay_platform.errors import NotFound
+from sotay_platform.inputs import Code, fold
+from sotay_platform.roster import Purpose, counts
+from sotay_platform.uploads import Column, Row
 
-MAX_ROWS = 50_000
 BATCH = 200
 
-HEADERS: dict[str, set[str]] = {
+_ALIASES: dict[str, set[str]] = {
     "full_name": {"ho va ten", "ho ten", "full name", "name", "ten dang vien"},
     "birth_date": {"ngay sinh", "ngay thang nam sinh", "birth date", "date of birth"},
     "gender": {"gioi tinh", "gender"},
@@ -65,74 +66,37 @@ HEADERS: dict[str, set[str]] = {
     "status": {"trang thai", "loai dang vien", "status"},
 }
 REQUIRED = ("full_name", "birth_date", "admitted_on", "citizen_id")
-
-
-def _cell(column: str | None, value: Any) -> str:
-    """Excel turns dates into datetimes and numbers lose their leading zeros: undo both."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int):
-        text = str(value)
-        if column == "citizen_id" and len(text) < 12:
-            return text.zfill(12)
-        if column == "phone" and len(text) == 9:
-            return "0" + text
-        return text
-    return str(value).strip()
-
-
-def read_table(filename: str, content: bytes) -> list[dict[str, str]]:
-    lower = filename.lower()
-    raw: list[list[Any]]
-    if lower.endswith((".xlsx", ".xlsm")):
-        try:
-            workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-        except Exception:
-            raise Invalid("Không đọc được tệp Excel", field="file") from None
-        raw = [list(row) for row in workbook.worksheets[0].iter_rows(values_only=True)]
-    elif lower.endswith(".csv"):
-        try:
-            text = content.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise Invalid("Tệp CSV phải mã hóa UTF-8", field="file") from None
-        raw = [list(row) for row in csv.reader(io.StringIO(text))]
-    else:
-        raise Invalid("Chỉ nhận tệp .csv hoặc .xlsx", field="file")
-    raw = [row for row in raw if any(v not in (None, "") for v in row)]
-    if not raw:
-        raise Invalid("Tệp không có dữ liệu", field="file")
-    columns: list[str | None] = []
-    for header in raw[0]:
-        folded = fold(str(header or ""))
-        columns.append(next((n for n, aliases in HEADERS.items() if folded in aliases), None))
-    missing = [FIELD_LABELS[n] for n in REQUIRED if n not in columns]
-    if missing:
-        raise Invalid(f"Thiếu cột bắt buộc: {', '.join(missing)}", field="file")
-    if len(raw) - 1 > MAX_ROWS:
-        raise Invalid(f"Tệp có hơn {MAX_ROWS} dòng", field="file")
-    return [
-        {col: _cell(col, v) for col, v in zip(columns, row, strict=False) if col} for row in raw[1:]
-    ]
-
-
-def _input(row: dict[str, str]) -> MemberInput:
-    return MemberInput(
-        full_name=row.get("full_name"),
-        birth_date=row.get("birth_date"),
-        gender=row.get("gender"),
-        admitted_on=row.get("admitted_on"),
-        official_on=row.get("official_on"),
-        party_card_no=row.get("party_card_no"),
-        citizen_id=row.get("citizen_id"),
-        phone=row.get("phone"),
-        status=row.get("status"),
+# Excel keeps a citizen ID or a phone typed as a number without its leading zeros.
+_ZERO_PAD = {"citizen_id": 12, "phone": 10}
+COLUMNS = [
+    Column(
+        name,
+        FIELD_LABELS[name],
+        aliases,
+        required=name in REQUIRED,
+        zero_pad=_ZERO_PAD.get(name),
     )
+    for name, aliases in _ALIASES.items()
+]
+_MEMBER_COLUMNS = [c.name for c in COLUMNS if c.name in MemberFields.model_fields]
+_CODE: TypeAdapter[str] = TypeAdapter(Code)
+
+
+def _fields(row: Row) -> MemberFields:
+    """A row through the same declarations as the API; RuleBroken naming every cell."""
+    try:
+        return MemberFields.model_validate({c: row.get(c, "") for c in _MEMBER_COLUMNS})
+    except ValidationError as exc:
+        items = problems_of(exc)
+        raise RuleBroken(items[0]["message"], items[0]["field"], "invalid", items) from None
+
+
+def _branch(row: Row, unit_id: str) -> str:
+    cell = row.get("branch_id") or unit_id
+    try:
+        return _CODE.validate_python(cell)
+    except ValidationError:
+        raise RuleBroken("Mã chi bộ không hợp lệ", field="branch_id") from None
 
 
 @dataclass
@@ -160,6 +124,7 @@ class ImportReport:
 @dataclass
 class _Ready:
     index: int
+    number: int
     branch_id: str
     path: list[str]
     profile: Profile
@@ -175,7 +140,7 @@ async def _unit(service: IdentityService, unit_id: str) -> dict[str, Any]:
 
 
 async def import_members(
-    service: IdentityService, principal: Principal, unit_id: str, rows: list[dict[str, str]]
+    service: IdentityService, principal: Principal, unit_id: str, rows: list[Row]
 ) -> ImportReport:
     """Onboard a unit's list: members are created approved (registered_by "import"), with
     no account; the secretary later sets a temporary password for each who will sign in."""
@@ -188,11 +153,11 @@ async def import_members(
     seen_keys: dict[str, int] = {}
     today = service.today()
     for i, row in enumerate(rows):
-        number = i + 2
-        name = " ".join((row.get("full_name") or "").split())
+        number = row.number
+        name = (row.get("full_name") or "")[:100]
         try:
             problems = Problems()
-            branch_id = row.get("branch_id") or unit_id
+            branch_id = _branch(row, unit_id)
             if branch_id not in branch_paths:
                 branch_paths[branch_id] = await service.check_branch(branch_id, Problems())
             path = branch_paths[branch_id]
@@ -201,25 +166,24 @@ async def import_members(
             elif unit_id not in path:
                 problems.add("branch_id", f"Chi bộ {branch_id} không thuộc đơn vị {unit_id}")
             profile, personal = validate_member(
-                _input(row), today, phone_required=False, problems=problems
+                _fields(row), today, phone_required=False, problems=problems
             )
             keys = service.claims_of("", profile, personal, with_phone=False)
             for key in keys:
                 if key in seen_keys:
-                    kind = key.split(":", 1)[0]
+                    field = KEY_FIELDS[kind_of(key)]
                     raise RuleBroken(
-                        f"Trùng {FIELD_LABELS.get(_FIELD[kind], kind).lower()} "
-                        f"với dòng {seen_keys[key]} trong tệp",
-                        field=_FIELD[kind],
+                        f"Trùng {FIELD_LABELS[field].lower()} với dòng {seen_keys[key]} trong tệp",
+                        field=field,
                     )
             for key in keys:
                 seen_keys[key] = number
-            ready.append(_Ready(i, branch_id, path, profile, personal, keys))
+            ready.append(_Ready(i, number, branch_id, path, profile, personal, keys))
         except RuleBroken as exc:
             results[i] = RowResult(number, "rejected", None, name, exc.message, exc.field)
     for start in range(0, len(ready), BATCH):
         batch = ready[start : start + BATCH]
-        results.update(await _import_batch(service, principal, batch))
+        results.update(await _import_batch(service, principal, batch, unit["path"]))
     for i in sorted(results):
         result = results[i]
         report.rows.append(result)
@@ -227,11 +191,8 @@ async def import_members(
     return report
 
 
-_FIELD = {"citizen_id": "citizen_id", "party_card": "party_card_no", "phone": "phone"}
-
-
 async def _import_batch(
-    service: IdentityService, principal: Principal, batch: list[_Ready]
+    service: IdentityService, principal: Principal, batch: list[_Ready], unit_path: list[str]
 ) -> dict[int, RowResult]:
     results: dict[int, RowResult] = {}
     owners = await service.storage.claim_owners([k for r in batch for k in r.keys])
@@ -244,35 +205,37 @@ async def _import_batch(
         results[item.index] = await _already_there(service, item, taken, owners)
     if not fresh:
         return results
-    uow = UnitOfWork()
+    uow = service.storage.unit_of_work()
     created: dict[int, Member] = {}
     for item in fresh:
         member_id = service.new_id()
         member = Member.register(
             member_id, item.profile, item.branch_id, "import", principal.subject
         )
-        uow.save(member, service._context(principal, item.path))
+        service.stage(uow, member, service._context(principal, item.path))
         for key in item.keys:
-            uow.claim(key, member_id)
-        uow.put_personal(member_id, item.personal)
+            uow.claim(CLAIMS, key, member_id)
+        uow.private(PERSONAL, item.personal.to_doc(member_id))
         created[item.index] = member
     try:
-        await service.storage.commit(uow)
-    except (KeyTaken, ServiceError):
+        await uow.commit(service._context(principal, list(unit_path)))
+    except ClaimTaken:
+        if len(fresh) == 1:
+            raise
         # Someone claimed a key meanwhile: row by row, so each row gets its own answer.
         for item in fresh:
-            results.update(await _import_batch(service, principal, [item]))
+            results.update(await _import_batch(service, principal, [item], unit_path))
         return results
     for item in fresh:
         member = created[item.index]
-        results[item.index] = RowResult(item.index + 2, "created", member.id, member.full_name)
+        results[item.index] = RowResult(item.number, "created", member.id, member.full_name)
     return results
 
 
 async def _already_there(
     service: IdentityService, item: _Ready, taken: set[str], owners: dict[str, str]
 ) -> RowResult:
-    number, name = item.index + 2, item.profile.full_name
+    number, name = item.number, item.profile.full_name
     if len(taken) == 1:
         owner = next(iter(taken))
         row = await service.storage.member_row(owner)
@@ -287,15 +250,14 @@ async def _already_there(
             and (row.get("party_card_no") or None) == item.profile.party_card_no
         ):
             return RowResult(number, "unchanged", owner, name)
-    kind = next(k for k in item.keys if k in owners).split(":", 1)[0]
-    message = KeyTaken(kind, None).message
+    kind = kind_of(next(k for k in item.keys if k in owners))
     return RowResult(
         number,
         "rejected",
         None,
         name,
-        f"{message}; dùng đối chiếu danh sách để xem khác biệt",
-        _FIELD[kind],
+        f"{KEY_MESSAGES[kind]}; dùng đối chiếu danh sách để xem khác biệt",
+        KEY_FIELDS[kind],
     )
 
 
@@ -333,7 +295,7 @@ def _shown(name: str, value: Any) -> Any:
 
 
 async def reconcile(
-    service: IdentityService, principal: Principal, unit_id: str, rows: list[dict[str, str]]
+    service: IdentityService, principal: Principal, unit_id: str, rows: list[Row]
 ) -> dict[str, Any]:
     """The official list against the platform, for a unit and everything under it:
     members on the list but not in the platform, in the platform but not on the list,
@@ -356,17 +318,14 @@ async def reconcile(
     differences: list[dict[str, Any]] = []
     invalid: list[dict[str, Any]] = []
     today = service.today()
-    for i, row in enumerate(rows):
-        number = i + 2
+    for row in rows:
+        number = row.number
         try:
-            problems = Problems()
-            profile, data = validate_member(
-                _input(row), today, phone_required=False, problems=problems
-            )
+            branch_id = _branch(row, unit_id)
+            profile, data = validate_member(_fields(row), today, phone_required=False)
         except RuleBroken as exc:
             invalid.append({"row": number, "field": exc.field, "message": exc.message})
             continue
-        branch_id = row.get("branch_id") or unit_id
         member_id = (
             by_citizen.get(service.keys.key("citizen_id", data.citizen_id))
             or (by_card.get(profile.party_card_no) if profile.party_card_no else None)
@@ -450,7 +409,8 @@ async def reconcile(
         for m in members
         if m["_id"] not in matched
     ]
-    approved = [m for m in members if m["state"] == "approved"]
+    # Who is on the list: the shared rule (sotay_platform.roster), as things stand today.
+    approved = [m for m in members if counts(m, Purpose.on_list)]
     return {
         "unit_id": unit_id,
         "unit_name": unit.get("name"),

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sotay_events import topics
 from sotay_identity import api
 from sotay_identity.handlers import IdentityService
-from sotay_identity.projections import OrgTreeFollower
+from sotay_identity.projections import MergeFollower
 from sotay_identity.security import (
     Lockout,
     Passwords,
@@ -24,9 +24,10 @@ from sotay_identity.settings import DEV_PII_KEY, IdentitySettings
 from sotay_identity.storage import KeyHasher, MongoStorage
 from sotay_identity.tree import MongoTree
 from sotay_platform.auth import TokenIssuer, TokenVerifier
-from sotay_platform.org_units import OrgUnits, create_indexes
+from sotay_platform.org_units import OrgUnits, OrgUnitsProjection
 from sotay_platform.runtime import ServiceRuntime
 from sotay_platform.settings import AuthSettings
+from sotay_platform.tree import TREE_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ def keep_personal_data_out_of_logs() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+class OrgUnitsProjectionOfTree(OrgUnitsProjection):
+    """The shared tree projection, declaring the only events it reads."""
+
+    event_types = frozenset(e.event_type for e in TREE_EVENTS)
+
+
 def create_app(
     settings: IdentitySettings | None = None, auth: AuthSettings | None = None
 ) -> FastAPI:
@@ -70,7 +77,7 @@ def create_app(
         jwks=json.dumps(jwks), issuer=auth.issuer, audience=auth.audience
     )
     runtime = ServiceRuntime(settings, auth, verifier=TokenVerifier(verifier_settings, jwks))
-    storage = MongoStorage(runtime.mongo, settings.database, on_commit=runtime.relay.wake)
+    storage = MongoStorage(runtime.store)
     counters = RedisCounters(runtime.redis)
     revocations = Revocations(counters, settings.access_token_ttl_seconds)
     service = IdentityService(
@@ -91,8 +98,10 @@ def create_app(
         access_ttl=settings.access_token_ttl_seconds,
         refresh_ttl=settings.refresh_token_ttl_seconds,
     )
-    runtime.add_projection(OrgTreeFollower(service.follow_merge), [topics.ORG_TREE])
-    runtime.startup_hooks.append(lambda: create_indexes(runtime.db))
+    tree_projection = OrgUnitsProjectionOfTree()
+    runtime.add_projection(tree_projection, [topics.ORG_TREE])
+    runtime.add_projection(MergeFollower(service.follow_merge), [topics.ORG_TREE])
+    runtime.startup_hooks.append(lambda: tree_projection.create_indexes(runtime.db))
     runtime.startup_hooks.append(storage.create_indexes)
 
     app = FastAPI(
@@ -105,6 +114,7 @@ def create_app(
     app.state.storage = storage
     app.state.issuer = issuer
     app.state.revocations = revocations
+    app.state.limits = settings.limits()
     app.include_router(api.router)
 
     return app

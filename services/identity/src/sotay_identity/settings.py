@@ -1,6 +1,20 @@
+from dataclasses import dataclass
+
 from sotay_platform.settings import ServiceSettings
 
 DEV_PII_KEY = "dev-only-identity-key-do-not-use-in-production"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Requests allowed to anonymous callers per window, per client address and per phone."""
+
+    window: int
+    register_per_client: int
+    register_per_phone: int
+    login_per_client: int
+    login_per_phone: int
+    refresh_per_client: int
 
 
 class IdentitySettings(ServiceSettings):
@@ -20,3 +34,21 @@ class IdentitySettings(ServiceSettings):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # Anonymous endpoints, per hour (SOTAY_IDENTITY_LIMIT_*): every registration costs an
+    # argon2 hash, every sign-in a verification.
+    identity_limit_window_seconds: int = 3600
+    identity_limit_register_per_client: int = 20
+    identity_limit_register_per_phone: int = 3
+    identity_limit_login_per_client: int = 120
+    identity_limit_login_per_phone: int = 20
+    identity_limit_refresh_per_client: int = 600
+
+    def limits(self) -> Limits:
+        return Limits(
+            self.identity_limit_window_seconds,
+            self.identity_limit_register_per_client,
+            self.identity_limit_register_per_phone,
+            self.identity_limit_login_per_client,
+            self.identity_limit_login_per_phone,
+            self.identity_limit_refresh_per_client,
+        )

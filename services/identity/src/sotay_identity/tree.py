@@ -1,19 +1,25 @@
 """Identity's view of the org tree: its own copy, projected from org-tree's events.
 
-Scope checks use a unit's path (root .. unit). A branch that was merged
-answers with its successor's path, so the successor's secretary already
-covers its members while they are being transferred (see projections.py).
+Merges are followed by the shared tree module (`sotay_platform.tree`,
+`sotay_platform.org_units`), never here: a unit's scope path is its
+successor's (through every merge), so the successor's secretary already
+covers a merged branch's members while they are being transferred (see
+projections.py), and a unit's branches include every branch merged into one
+of them, however deep.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sotay_events.catalogue.org_tree import OrgLevel
-from sotay_platform.org_units import ACTIVE, MERGED, OrgUnits
+from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated, UnitMerged
+from sotay_platform.org_units import ACTIVE, OrgUnits
+from sotay_platform.tree import OrgTree
 
 Doc = dict[str, Any]
-MEMBER_LEVELS = [level.value for level in OrgLevel if level.holds_members]
+MEMBER_LEVELS = frozenset(level.value for level in OrgLevel if level.holds_members)
 
 
 class Tree(Protocol):
@@ -30,74 +36,65 @@ class MongoTree:
         return await self.units.get(unit_id)
 
     async def scope_path(self, unit_id: str) -> list[str]:
-        doc = await self.units.get(unit_id)
-        for _ in range(20):
-            if doc is None or doc.get("status") != MERGED or not doc.get("merged_into"):
-                break
-            doc = await self.units.get(doc["merged_into"])
-        return list(doc.get("path") or [doc["_id"]]) if doc else []
+        """Root .. the unit that carries `unit_id` on today; a dissolved unit keeps its own."""
+        resolved = await self.units.resolve(unit_id)
+        if resolved is not None:
+            return resolved.path
+        return await self.units.path(unit_id)
 
     async def branches_under(self, unit_id: str) -> list[str]:
         """Every unit holding members in the subtree, closed ones too (members may linger)."""
-        found = [
-            d["_id"]
-            async for d in self.units.units.find(
-                {"path": unit_id, "level": {"$in": MEMBER_LEVELS}}, {"_id": 1}
-            )
-        ]
-        merged = (
-            [
-                d["_id"]
-                async for d in self.units.units.find(
-                    {"merged_into": {"$in": found}, "level": {"$in": MEMBER_LEVELS}}, {"_id": 1}
-                )
-            ]
-            if found
-            else []
-        )
-        return sorted(set(found) | set(merged))
+        docs = await self.units.subtree(unit_id, include_closed=True)
+        found = [d["_id"] for d in docs if d.get("level") in MEMBER_LEVELS]
+        return sorted(await self.units.with_merged(found)) if found else []
 
 
 class MemoryTree:
-    """A tree in a dict, for unit tests."""
+    """The same answers from the shared pure model, for unit tests."""
 
     def __init__(self) -> None:
-        self.docs: dict[str, Doc] = {}
+        self.tree = OrgTree()
+        self._versions: dict[str, int] = defaultdict(int)
+
+    def _apply(self, event: UnitCreated | UnitMerged) -> None:
+        self._versions[event.unit_id] += 1
+        self.tree.apply(event, datetime.now(UTC), self._versions[event.unit_id])
 
     def add(
         self, unit_id: str, level: OrgLevel, parent_id: str | None = None, name: str = ""
     ) -> None:
-        parent_path = self.docs[parent_id]["path"] if parent_id else []
-        self.docs[unit_id] = {
-            "_id": unit_id,
-            "name": name or unit_id,
-            "level": level.value,
-            "parent_id": parent_id,
-            "status": ACTIVE,
-            "merged_into": None,
-            "path": [*parent_path, unit_id],
-        }
+        self._apply(
+            UnitCreated(unit_id=unit_id, name=name or unit_id, level=level, parent_id=parent_id)
+        )
 
     def merge(self, unit_id: str, into: str) -> None:
-        self.docs[unit_id].update(status=MERGED, merged_into=into)
+        self._apply(UnitMerged(unit_id=unit_id, into_unit_id=into))
 
     async def get(self, unit_id: str) -> Doc | None:
-        return self.docs.get(unit_id)
+        unit = self.tree.get(unit_id)
+        if unit is None:
+            return None
+        return {
+            "_id": unit_id,
+            "name": unit.name_at(),
+            "level": unit.level,
+            "status": unit.status(),
+            "merged_into": unit.merged_into,
+            "path": self.tree.path(unit_id),
+        }
 
     async def scope_path(self, unit_id: str) -> list[str]:
-        doc = self.docs.get(unit_id)
-        while doc and doc["status"] == MERGED and doc["merged_into"]:
-            doc = self.docs.get(doc["merged_into"])
-        return list(doc["path"]) if doc else []
+        carrier = self.tree.successor(unit_id)
+        return self.tree.path(carrier if self.tree.exists(carrier) else unit_id)
 
     async def branches_under(self, unit_id: str) -> list[str]:
-        found = {
-            d["_id"]
-            for d in self.docs.values()
-            if unit_id in d["path"] and d["level"] in MEMBER_LEVELS
-        }
-        found |= {d["_id"] for d in self.docs.values() if d["merged_into"] in found}
-        return sorted(found)
+        found = [
+            u.id
+            for u in self.tree.units.values()
+            if u.level in MEMBER_LEVELS and unit_id in self.tree.path(u.id)
+        ]
+        merged = {m for b in found for m in self.tree.merged_into_it(b)}
+        return sorted(set(found) | merged)
 
 
 def holds_members(doc: Doc) -> bool:

@@ -29,6 +29,7 @@ from sotay_platform.settings import AuthSettings, InfraSettings
 from sotay_platform.testing import eventually
 
 PASSWORD = "matkhau123"
+TEMPORARY = "tamthoi123"
 _counter = itertools.count(random.randint(0, 400_000))
 
 
@@ -44,6 +45,11 @@ def identity_settings(infra: InfraSettings, **overrides: Any) -> IdentitySetting
         "argon2_memory_kib": 8192,
         "argon2_parallelism": 1,
         "login_max_failures": 3,
+        # The suite signs in and registers far more often than a person would; the limits
+        # themselves are tested by lowering them (test_limits.py).
+        "identity_limit_register_per_client": 10_000,
+        "identity_limit_login_per_client": 10_000,
+        "identity_limit_refresh_per_client": 10_000,
     }
     values.update(overrides)
     return IdentitySettings(**values)
@@ -142,31 +148,45 @@ class World:
             )
         tree = self.app.state.service.tree
 
-        async def ready() -> bool:
-            return (
-                len(await tree.scope_path(self.u("HP.CB1"))) == 3
-                and len(await tree.scope_path(self.u("CB2"))) == 4
-            )
+        depth = {"TW": 1, "HN": 2, "HN.X": 3, "CB1": 4, "CB2": 4, "HP": 2, "HP.CB1": 3}
 
-        await eventually(ready)
+        async def ready() -> bool:
+            # Units are keyed by id, so they may land in any order: wait for every path.
+            for name, length in depth.items():
+                if len(await tree.scope_path(self.u(name))) != length:
+                    return False
+            return True
+
+        await eventually(ready, timeout=60)  # the first build waits for the consumers to join
         return self
 
     async def member(
         self, branch: str = "CB1", password: str | None = PASSWORD, **overrides: str
     ) -> tuple[str, dict[str, str]]:
-        """An approved member created by an admin; returns (member id, their data)."""
+        """An approved member created by an admin; with a password, one they chose (signed
+        in once with the temporary one and changed it). Returns (member id, their data)."""
         data = {**person(), **overrides}
         body = {**data, "branch_id": self.u(branch)}
         if password:
-            body["password"] = password
+            body["password"] = TEMPORARY
         r = await self.client.post("/members", json=body, headers=self.admin)
         assert r.status_code == 201, r.text
-        return r.json()["member_id"], data
+        member_id = str(r.json()["member_id"])
+        if password:
+            first = await self.login(data["phone"], TEMPORARY)
+            r = await self.client.post(
+                "/auth/password",
+                json={"current_password": TEMPORARY, "new_password": password},
+                headers=bearer(first),
+            )
+            assert r.status_code == 204, r.text
+        return member_id, data
 
     async def login(self, phone: str, password: str = PASSWORD) -> dict[str, Any]:
         r = await self.client.post("/auth/login", json={"phone": phone, "password": password})
         assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+        tokens: dict[str, Any] = r.json()
+        return tokens
 
     async def secretary(self, branch: str = "CB1") -> tuple[str, dict[str, str]]:
         """A real secretary: created, granted the role, signed in through identity."""
@@ -183,6 +203,12 @@ class World:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def world(app: FastAPI, client: httpx.AsyncClient, token_issuer: TokenIssuer) -> World:
+    return await World(app, client, token_issuer).build()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def module_world(app: FastAPI, client: httpx.AsyncClient, token_issuer: TokenIssuer) -> World:
+    """One tree for a module whose tests only read it (a fresh one costs a Kafka round)."""
     return await World(app, client, token_issuer).build()
 
 

@@ -24,11 +24,11 @@ async def test_lockout_after_repeated_failures_then_reset_by_the_secretary(world
         r = await client.post("/auth/login", json=wrong)
         assert r.status_code == 401 and f"còn {left} lần" in r.json()["message"]
     r = await client.post("/auth/login", json=wrong)
-    assert r.status_code == 423
+    assert r.status_code == 429
     assert int(r.headers["Retry-After"]) > 0
     assert "tạm khóa" in r.json()["message"]
     r = await client.post("/auth/login", json={"phone": data["phone"], "password": PASSWORD})
-    assert r.status_code == 423  # the right password waits too
+    assert r.status_code == 429  # the right password waits too
 
     secretary = world.headers(Role.branch_secretary, "CB1")
     r = await client.post(
@@ -41,6 +41,14 @@ async def test_lockout_after_repeated_failures_then_reset_by_the_secretary(world
     assert r.status_code == 200, r.text
     tokens = await world.login(data["phone"], "tamthoi123")
     assert tokens["must_change_password"]
+    # A temporary password allows nothing but changing it.
+    for method, url in (("GET", "/me"), ("PATCH", "/me"), ("POST", "/auth/logout")):
+        r = await client.request(method, url, json={}, headers=bearer(tokens))
+        assert r.status_code == 403 and r.json()["field"] == "password", url
+    r = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert r.json()["must_change_password"]
+    r = await client.get("/me", headers=bearer(r.json()))
+    assert r.status_code == 403
     r = await client.post(
         "/auth/password",
         json={"current_password": "tamthoi123", "new_password": "moi12345"},
@@ -76,7 +84,7 @@ async def test_refresh_logout_and_revocation(world: World) -> None:
         f"/members/{member_id}/sessions/revoke",
         headers=world.headers(Role.branch_secretary, "CB1"),
     )
-    assert r.json()["sessions_ended"] == 2
+    assert r.json()["sessions_ended"] == 3  # the first, with the temporary password, too
     for t in (a, b):
         assert (await client.get("/me", headers=bearer(t))).status_code == 401
 

@@ -56,7 +56,17 @@ async def test_import_then_reconcile(world: World) -> None:
     )
     assert r.status_code == 200 and r.json()["account_active"]
     tokens = await world.login(people[0]["phone"], "tamthoi123")
-    assert (await client.get("/me", headers=bearer(tokens))).json()["registered_by"] == "import"
+    assert (await client.get("/me", headers=bearer(tokens))).status_code == 403  # change it first
+    r = await client.post(
+        "/auth/password",
+        json={"current_password": "tamthoi123", "new_password": "cuaminh123"},
+        headers=bearer(tokens),
+    )
+    assert r.status_code == 204, r.text
+    refreshed = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert not refreshed.json()["must_change_password"]
+    r = await client.get("/me", headers=bearer(refreshed.json()))
+    assert r.json()["registered_by"] == "import"
 
     # The official list: people[0] with another name, people[1], and people[3] (not imported).
     book = Workbook()

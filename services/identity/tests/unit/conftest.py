@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from sotay_events.catalogue.org_tree import OrgLevel
-from sotay_identity.domain import MemberInput
+from sotay_identity.domain import MemberFields
 from sotay_identity.handlers import IdentityService
 from sotay_identity.security import Lockout, MemoryCounters, Passwords, Revocations
 from sotay_identity.storage import KeyHasher, MemoryStorage
@@ -15,7 +15,7 @@ from sotay_platform.auth import Grant, Principal, Role, TokenIssuer
 TODAY = date(2026, 11, 25)
 
 
-def member_input(**overrides: Any) -> MemberInput:
+def member_input(**overrides: Any) -> MemberFields:
     values: dict[str, Any] = {
         "full_name": "Nguyễn Văn An",
         "birth_date": "15/08/1975",
@@ -27,7 +27,7 @@ def member_input(**overrides: Any) -> MemberInput:
         "phone": "0912345678",
     }
     values.update(overrides)
-    return MemberInput(**values)
+    return MemberFields.model_validate(values)
 
 
 @pytest.fixture

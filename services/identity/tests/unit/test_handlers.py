@@ -5,8 +5,10 @@ from collections.abc import Callable
 
 import pytest
 
-from sotay_identity.domain import RuleBroken
-from sotay_identity.handlers import AccountLocked, IdentityService
+from sotay_events import EventEnvelope
+from sotay_events.catalogue.org_tree import OrgLevel, UnitMerged
+from sotay_identity.domain import MANAGERS, Member, MemberFields, RuleBroken
+from sotay_identity.handlers import PWD_CHANGE_REQUIRED, AccountLocked, IdentityService
 from sotay_identity.storage import MemoryStorage
 from sotay_identity.tree import MemoryTree
 from sotay_platform.auth import Principal, Role, TokenVerifier
@@ -19,7 +21,9 @@ Make = Callable[..., Principal]
 PASSWORD = "matkhau123"
 
 
-async def approved(service: IdentityService, principal: Make, branch: str = "CB1", **kw: str):
+async def approved(
+    service: IdentityService, principal: Make, branch: str = "CB1", **kw: str
+) -> Member:
     member = await service.register(member_input(**kw), branch, PASSWORD)
     await service.approve(principal(Role.branch_secretary, branch), member.id)
     return member
@@ -33,7 +37,7 @@ async def test_register_approve_login_and_verify_offline(
         await service.login("0912345678", PASSWORD)
     assert exc.value.code == "pending_approval"
     await service.approve(principal(Role.branch_secretary, "CB1"), member.id)
-    tokens = await service.login("0912 345 678", PASSWORD)
+    tokens = await service.login("0912345678", PASSWORD)
     verifier = TokenVerifier(AuthSettings(), service.issuer.jwks())
     caller = verifier.verify(tokens.access_token)
     assert caller.member_id == member.id
@@ -72,7 +76,7 @@ async def test_secretary_of_another_branch_is_refused(
         service.approve(other, member.id),
         service.reject(other, member.id, "không đúng"),
         service.view(other, member.id),
-        service.update(other, member.id, {"full_name": "Nguyễn Văn Ba"}),
+        service.update(other, member.id, MemberFields.model_validate({"full_name": "Lê Văn Ba"})),
         service.transfer(other, member.id, "CB2"),
         service.roster(other, "CB1"),
     ):
@@ -101,25 +105,48 @@ async def test_the_branch_must_exist_and_hold_members(
 
 
 async def test_citizen_id_and_party_card_are_unique_even_concurrently(
-    service: IdentityService,
+    service: IdentityService, principal: Make
 ) -> None:
-    results = await asyncio.gather(
+    """Anonymous registrations all get the same answer; the keys go to one member only,
+    and the secretary sees the conflict when reviewing the other."""
+    first, second = await asyncio.gather(
         service.register(member_input(), "CB1", PASSWORD),
-        service.register(member_input(phone="0987654321"), "CB2", PASSWORD),
-        return_exceptions=True,
+        service.register(member_input(phone="0987654321"), "CB1", PASSWORD),
     )
-    errors = [r for r in results if isinstance(r, Exception)]
-    assert len(errors) == 1 and isinstance(errors[0], Conflict)
+    secretary = principal(Role.branch_secretary, "CB1")
+    pending = await service.roster(secretary, "CB1", states=("pending",), readers=MANAGERS)
+    conflicts = {m["member_id"]: m["conflicts"] for m in pending["items"]}
+    assert sorted(map(sorted, conflicts.values())) == [[], ["citizen_id", "party_card_no"]]
+    loser = next(m for m, c in conflicts.items() if c)
     with pytest.raises(Conflict) as exc:
-        await service.register(
-            member_input(citizen_id="001075005555", phone="0987654321"), "CB1", PASSWORD
+        await service.approve(secretary, loser)
+    assert exc.value.field in ("citizen_id", "party_card_no")
+    winner = first if loser == second.id else second
+    await service.approve(secretary, winner.id)
+    # A secretary recording a member directly is told at once, naming the field.
+    with pytest.raises(Conflict) as exc:
+        await service.create_member(
+            secretary, member_input(citizen_id="001075005555", phone="0987654320"), "CB1"
         )
     assert exc.value.field == "party_card_no"
-    winner = next(r for r in results if not isinstance(r, BaseException))
-    phone = (await service.storage.personal(winner.id)).phone  # type: ignore[union-attr]
+
+
+async def test_a_fullwidth_citizen_id_or_phone_is_its_ascii_twin(
+    service: IdentityService, principal: Make
+) -> None:
+    secretary = principal(Role.branch_secretary, "CB1")
+    await service.create_member(secretary, member_input(), "CB1", PASSWORD)
     with pytest.raises(Conflict) as exc:
-        await service.register(
-            member_input(citizen_id="001075005555", party_card_no="999999", phone=phone),
+        await service.create_member(
+            secretary,
+            member_input(citizen_id="００１０７５００１２３４", party_card_no="", phone=""),
+            "CB1",
+        )
+    assert exc.value.field == "citizen_id"
+    with pytest.raises(Conflict) as exc:
+        await service.create_member(
+            secretary,
+            member_input(citizen_id="001075009999", party_card_no="", phone="０９１２３４５６７８"),
             "CB1",
             PASSWORD,
         )
@@ -149,6 +176,12 @@ async def test_lockout_after_repeated_failures(service: IdentityService, princip
     await service.reset_password(principal(Role.branch_secretary, "CB1"), member.id, "tamthoi123")
     tokens = await service.login("0912345678", "tamthoi123")
     assert tokens.must_change_password
+    claims = TokenVerifier(AuthSettings(), service.issuer.jwks()).verify(tokens.access_token)
+    assert claims.claims[PWD_CHANGE_REQUIRED] is True
+    await service.change_password(claims, "tamthoi123", "moi12345a")
+    tokens = await service.login("0912345678", "moi12345a")
+    claims = TokenVerifier(AuthSettings(), service.issuer.jwks()).verify(tokens.access_token)
+    assert PWD_CHANGE_REQUIRED not in claims.claims and not tokens.must_change_password
 
 
 async def test_refresh_rotates_and_a_reused_token_ends_the_session(
@@ -205,12 +238,24 @@ async def test_members_edit_their_summary_but_not_their_discipline(
     await service.update(
         me,
         member.id,
-        {"phone": "0987654321"},
-        {"work_history": [{"content": "Giáo viên", "from_date": "01/09/1998"}]},
+        MemberFields.model_validate(
+            {
+                "phone": "0987654321",
+                "work_history": [{"content": "Giáo viên", "from_date": "01/09/1998"}],
+            }
+        ),
     )
-    with pytest.raises(RuleBroken) as exc:
-        await service.update(me, member.id, {}, {"discipline": [{"content": "Khiển trách"}]})
-    assert exc.value.status_code == 403
+    with pytest.raises(Forbidden) as exc:
+        await service.update(
+            me, member.id, MemberFields.model_validate({"discipline": [{"content": "Khiển trách"}]})
+        )
+    assert exc.value.field == "discipline"
+    for change in ({"party_card_no": "7654321"}, {"citizen_id": "001075007777"}):
+        with pytest.raises(Forbidden) as exc:
+            await service.update(me, member.id, MemberFields.model_validate(change))
+        assert exc.value.field in change
+    # Sent back unchanged (a form does), they are no change at all.
+    await service.update(me, member.id, MemberFields.model_validate({"party_card_no": "01234567"}))
     await service.login("0987654321", PASSWORD)  # the new phone signs in
     with pytest.raises(Unauthorized):
         await service.login("0912345678", PASSWORD)
@@ -237,3 +282,73 @@ async def test_removal_closes_the_account(service: IdentityService, principal: M
     await service.remove(principal(Role.branch_secretary, "CB1"), member.id, "deceased")
     with pytest.raises(Unauthorized):
         await service.login("0912345678", PASSWORD)
+
+
+async def test_the_secretary_corrects_the_party_record_with_an_event(
+    service: IdentityService, principal: Make
+) -> None:
+    member = await approved(service, principal)
+    secretary = principal(Role.branch_secretary, "CB1")
+    fix = MemberFields.model_validate(
+        {"citizen_id": "001075009876", "party_card_no": "7654321", "admitted_on": "04/02/2000"}
+    )
+    with pytest.raises(Forbidden):
+        await service.correct_party_record(
+            Principal(member.id, (), member_id=member.id), member.id, fix, "Tự sửa"
+        )
+    await service.correct_party_record(secretary, member.id, fix, "Theo hồ sơ gốc")
+    view = await service.view(secretary, member.id)
+    assert view["personal"]["citizen_id"] == "001075009876"
+    assert (view["party_card_no"], view["admitted_on"]) == ("7654321", "04/02/2000")
+    storage = service.storage
+    assert isinstance(storage, MemoryStorage)
+    event = storage.store.all_events()[-1]
+    assert event.event_type == "MemberPartyRecordCorrected"
+    assert event.payload["personal_fields"] == ["citizen_id"]
+    assert "001075009876" not in str(event.model_dump())
+    # The old citizen ID is free again; the new one is taken.
+    with pytest.raises(Conflict):
+        await service.create_member(
+            secretary, member_input(citizen_id="001075009876", party_card_no="", phone=""), "CB1"
+        )
+    await service.create_member(secretary, member_input(party_card_no="", phone=""), "CB1")
+
+
+async def test_a_merged_branch_answers_with_its_last_successors_path(
+    service: IdentityService, tree: MemoryTree, principal: Make
+) -> None:
+    member = await approved(service, principal, branch="CB2")
+    tree.add("CB3", OrgLevel.branch, "HN.X")
+    tree.merge("CB2", "CB1")
+    tree.merge("CB1", "CB3")  # two levels of merges
+    assert await service.tree.scope_path("CB2") == ["TW", "HN", "HN.X", "CB3"]
+    assert set(await service.tree.branches_under("CB3")) == {"CB1", "CB2", "CB3"}
+    await service.view(principal(Role.branch_secretary, "CB3"), member.id)
+
+
+async def test_a_merge_moves_the_branchs_members_once(
+    service: IdentityService, tree: MemoryTree, principal: Make
+) -> None:
+    member = await approved(service, principal, branch="CB2")
+    tree.merge("CB2", "CB1")
+    merge = UnitMerged(unit_id="CB2", into_unit_id="CB1")
+    envelope = EventEnvelope(
+        event_type=merge.event_type,
+        schema_version=merge.schema_version,
+        aggregate_type="OrgUnit",
+        aggregate_id="CB2",
+        aggregate_version=2,
+        payload=merge.model_dump(mode="json"),
+    )
+    assert await service.follow_merge(envelope, merge) == 1
+    assert await service.follow_merge(envelope, merge) == 0  # a redelivery changes nothing
+    row = await service.storage.member_row(member.id)
+    assert row is not None and row["branch_id"] == "CB1"
+    storage = service.storage
+    assert isinstance(storage, MemoryStorage)
+    moved = storage.store.all_events()[-1]
+    assert (moved.event_type, moved.actor, moved.causation_id) == (
+        "MemberTransferred",
+        "system:org-tree-merge",
+        envelope.event_id,
+    )

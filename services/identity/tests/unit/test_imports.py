@@ -4,11 +4,14 @@ import io
 from collections.abc import Callable
 from datetime import datetime
 
+import pytest
 from openpyxl import Workbook
 
 from sotay_identity.handlers import IdentityService
-from sotay_identity.imports import import_members, read_table, reconcile
+from sotay_identity.imports import COLUMNS, import_members, reconcile
 from sotay_platform.auth import Principal, Role
+from sotay_platform.errors import Invalid
+from sotay_platform.uploads import Row, read_table
 
 HEADER = (
     "Họ và tên,Ngày sinh,Giới tính,Ngày vào Đảng,Ngày chính thức,Số thẻ đảng viên,"
@@ -21,8 +24,8 @@ ROWS = [
 ]
 
 
-def csv_rows(*rows: str) -> list[dict[str, str]]:
-    return read_table("ds.csv", (HEADER + "\n".join(rows)).encode())
+def csv_rows(*rows: str) -> list[Row]:
+    return read_table("ds.csv", (HEADER + "\n".join(rows)).encode(), COLUMNS)
 
 
 async def test_import_is_idempotent_and_reports_each_row(
@@ -68,7 +71,7 @@ def test_excel_dates_and_lost_leading_zeros() -> None:
     )
     buffer = io.BytesIO()
     book.save(buffer)
-    rows = read_table("ds.xlsx", buffer.getvalue())
+    rows = read_table("ds.xlsx", buffer.getvalue(), COLUMNS)
     assert rows == [
         {
             "full_name": "Nguyễn Văn An",
@@ -103,3 +106,26 @@ async def test_reconciliation_report(
     ]
     assert report["accounts_not_activated"] == 2
     assert "001075001234" not in str(report)
+
+
+async def test_hostile_cells_are_refused_by_row(
+    service: IdentityService, principal: Callable[..., Principal]
+) -> None:
+    admin = principal(Role.committee_admin, "HN.X")
+    fullwidth = ROWS[0].replace("001075001234", "００１０７５００１２３４")
+    control = ROWS[1].replace("Trần Thị Bình", "Trần Thị \x1bBình")
+    odd_branch = ROWS[2].replace(",CB2,", ",CB 2 ; DROP,")
+    report = await import_members(
+        service, admin, "HN.X", csv_rows(ROWS[0], fullwidth, control, odd_branch)
+    )
+    rows = {r.row: r for r in report.rows}
+    assert rows[2].status == "created"
+    assert (rows[3].status, rows[3].field) == ("rejected", "citizen_id")  # its ASCII twin
+    assert (rows[4].status, rows[4].field) == ("rejected", "full_name")
+    assert (rows[5].status, rows[5].field) == ("rejected", "branch_id")
+
+
+def test_a_cell_over_the_bound_is_refused_naming_the_file() -> None:
+    with pytest.raises(Invalid) as exc:
+        csv_rows("Nguyễn Văn An" + "a" * 131_072 + ",15/08/1975,Nam,03/02/2000,,,CB1,001075001234,")
+    assert exc.value.field == "file"
