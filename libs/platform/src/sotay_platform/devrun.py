@@ -117,6 +117,8 @@ def main() -> None:
             "SOTAY_TRACE_FILE": str(STATE / "traces.jsonl"),
             # Every replica of meetings must derive the same check-in codes.
             "SOTAY_CHECKIN_SECRET": "dev-only-checkin-secret",
+            # The check-in QR opens the web front's check-in page.
+            "SOTAY_CHECKIN_LINK_BASE": "http://127.0.0.1:8000/diem-danh",
         }
         found = discover()
         for name, app, port in found:

@@ -37,7 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sotay_events import ConcurrencyConflict
+from sotay_events import ConcurrencyConflict, EventTooLarge
 
 T = TypeVar("T")
 
@@ -454,6 +454,15 @@ def install_error_handlers(app: FastAPI, limits: BodyLimits | None = None) -> No
         if isinstance(exc, ConnectionFailure):
             return _answer(Unavailable("Hệ thống đang bận, vui lòng thử lại sau ít phút"))
         return _internal()
+
+    @app.exception_handler(EventTooLarge)
+    async def _too_large(_: Request, exc: EventTooLarge) -> JSONResponse:
+        return _answer(
+            Invalid(
+                "Nội dung quá lớn để ghi nhận: hãy rút gọn hoặc chia thành nhiều phần",
+                code="too_large",
+            )
+        )
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)

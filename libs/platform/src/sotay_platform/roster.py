@@ -23,6 +23,7 @@ today's queries, the latest `branch_id`, `status`, `approved`, `removed` and
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -271,11 +272,17 @@ async def fold_members(
         return {}, {}
     ids = list(dict.fromkeys(str(ev.member_id) for _, ev in events))
     stored = {d["_id"]: d async for d in members.find({"_id": {"$in": ids}}, session=session)}
-    before: dict[str, Doc | None] = {i: dict(stored[i]) if i in stored else None for i in ids}
+    # Deep copies: the dated lists inside a row change as events fold in, and `before`
+    # must keep what the row held when the batch began.
+    before: dict[str, Doc | None] = {
+        i: copy.deepcopy(stored[i]) if i in stored else None for i in ids
+    }
     after: dict[str, Doc] = {}
     for envelope, event in events:
         member_id = str(event.member_id)
-        doc = after.setdefault(member_id, dict(stored.get(member_id) or {"_id": member_id}))
+        doc = after.setdefault(
+            member_id, copy.deepcopy(stored.get(member_id) or {"_id": member_id})
+        )
         if envelope.aggregate_version <= doc.get("version", 0):
             continue  # applied already: a redelivery changes nothing
         apply_member_event(doc, event, envelope.occurred_at, envelope.aggregate_version)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, Field
 
 from sotay_events.catalogue.learning import MaterialKind, QuestionKind, QuizSettings
+from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_learning.domain import Contest, Enrolment, MaterialDraft, StudyCampaign
 from sotay_learning.handlers import (
     LearningService,
@@ -26,6 +27,7 @@ from sotay_learning.quiz import Answer, OptionDraft, Question
 from sotay_learning.timefmt import vn_date, vn_datetime
 from sotay_platform.auth import ADMIN_ROLES, READ_ROLES, Principal, Role, current_principal
 from sotay_platform.errors import Forbidden, NotFound
+from sotay_platform.inputs import Code, EventDatetime, Interval, Items, Limit, Line, Name, Text
 
 router = APIRouter()
 
@@ -43,90 +45,116 @@ def reads(request: Request) -> Reads:
 Service = Annotated[LearningService, Depends(service)]
 Read = Annotated[Reads, Depends(reads)]
 
-CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+Title = Annotated[str, Text(300)]
+ShortCode = Annotated[str, Text(50)]
+Turn = Annotated[int, Interval(ge=1, le=1000)]
 
 
-# Requests ------------------------------------------------------------------------------------
+# Requests: every string and list bounded, every date sane (sotay_platform.inputs) -----------
 
 
 class CreateBank(BaseModel):
-    bank_id: str | None = Field(None, pattern=CODE, examples=["NH-57-NQTW"])
-    unit_id: str = Field(min_length=1, examples=["HN"])
-    title: str = Field(min_length=1, max_length=200, examples=["Ngân hàng câu hỏi Nghị quyết 57"])
+    bank_id: Code | None = Field(None, examples=["NH-57-NQTW"])
+    unit_id: Code = Field(examples=["HN"])
+    title: Name = Field(examples=["Ngân hàng câu hỏi Nghị quyết 57"])
 
 
 class OptionIn(BaseModel):
-    text: str = Field(min_length=1, max_length=1000)
+    text: Annotated[str, Text(1000)]
     correct: bool = False
 
 
 class QuestionIn(BaseModel):
     kind: QuestionKind
-    text: str = Field(min_length=1, max_length=2000)
-    options: list[OptionIn] = Field(min_length=2, max_length=10)
-    explanation: str = Field("", max_length=2000)
+    text: Annotated[str, Text(2000)]
+    options: Annotated[list[OptionIn], Items(10, min_items=2)]
+    explanation: Annotated[str, Text(2000, min_length=0, multiline=True)] = ""
 
 
 class AddQuestions(BaseModel):
-    questions: list[QuestionIn] = Field(min_length=1, max_length=500)
+    questions: Annotated[list[QuestionIn], Items(100, min_items=1)]
 
 
 class MaterialIn(BaseModel):
-    material_id: str | None = Field(None, pattern=CODE)
+    material_id: Code | None = None
     kind: MaterialKind
-    title: str = Field(min_length=1, max_length=300)
+    title: Title
     required: bool = True
-    body: str | None = Field(None, description="the text itself, for kind=text")
-    url: str | None = Field(None, max_length=2000)
-    file_name: str | None = Field(None, max_length=300)
-    document_id: str | None = Field(None, max_length=100)
-    duration_minutes: int | None = Field(None, ge=0, le=1000)
+    body: Annotated[str, Text(500_000, multiline=True)] | None = Field(
+        None, description="the text itself, for kind=text"
+    )
+    url: Annotated[str, Text(2000)] | None = None
+    file_name: Title | None = None
+    document_id: Annotated[str, Text(100)] | None = None
+    duration_minutes: Annotated[int, Interval(ge=0, le=1000)] | None = None
+
+
+class QuizIn(BaseModel):
+    """A campaign's quiz, drawn from a question bank and scored out of 100."""
+
+    bank_id: Code
+    question_count: Annotated[int, Interval(ge=1, le=200)]
+    time_limit_minutes: Annotated[int, Interval(ge=1, le=600)]
+    max_attempts: Annotated[int, Interval(ge=1, le=20)]
+    pass_mark: Annotated[float, Interval(ge=0, le=100)]
+
+    def settings(self) -> QuizSettings:
+        return QuizSettings(**self.model_dump())
 
 
 class LaunchCampaign(BaseModel):
-    campaign_id: str | None = Field(None, pattern=CODE)
-    unit_id: str = Field(min_length=1)
-    resolution_code: str = Field(min_length=1, max_length=50, examples=["57-NQ/TW"])
-    resolution_title: str = Field(min_length=1, max_length=500)
-    title: str | None = Field(None, max_length=300)
-    deadline: datetime = Field(description="ISO 8601; without a zone, Vietnamese time")
-    materials: list[MaterialIn] = Field(min_length=1, max_length=100)
-    quiz: QuizSettings | None = None
+    campaign_id: Code | None = None
+    unit_id: Code
+    resolution_code: ShortCode = Field(examples=["57-NQ/TW"])
+    resolution_title: Line
+    title: Title | None = None
+    deadline: EventDatetime = Field(description="ISO 8601; without a zone, Vietnamese time")
+    materials: Annotated[list[MaterialIn], Items(100, min_items=1)]
+    quiz: QuizIn | None = None
 
 
 class ExtendDeadline(BaseModel):
-    deadline: datetime
+    deadline: EventDatetime
 
 
 class AnswerIn(BaseModel):
-    question_id: str = Field(min_length=1, max_length=100)
-    option_ids: list[str] = Field(default_factory=list, max_length=10)
+    question_id: Code
+    option_ids: Annotated[list[Code], Items(10)] = []
 
 
 class SubmitAnswers(BaseModel):
-    answers: list[AnswerIn] = Field(max_length=200)
+    answers: Annotated[list[AnswerIn], Items(200)]
 
 
 class SubmitReflection(BaseModel):
-    text: str = Field(min_length=1, max_length=50_000)
+    text: Annotated[str, Text(50_000, multiline=True)]
 
 
 class ReviewReflection(BaseModel):
     verdict: Literal["đạt", "chưa đạt"]
-    comment: str = Field("", max_length=5000)
+    comment: Annotated[str, Text(5000, min_length=0, multiline=True)] = ""
 
 
 class OpenContest(BaseModel):
-    contest_id: str | None = Field(None, pattern=CODE)
-    unit_id: str = Field(min_length=1)
-    title: str = Field(min_length=1, max_length=300)
-    resolution_code: str | None = Field(None, max_length=50)
-    bank_id: str = Field(min_length=1)
-    question_count: int = Field(ge=1, le=200)
-    time_limit_minutes: int = Field(ge=1, le=600)
-    max_entries: int = Field(1, ge=1, le=20)
-    starts_at: datetime
-    ends_at: datetime
+    contest_id: Code | None = None
+    unit_id: Code
+    title: Title
+    resolution_code: ShortCode | None = None
+    bank_id: Code
+    question_count: Annotated[int, Interval(ge=1, le=200)]
+    time_limit_minutes: Annotated[int, Interval(ge=1, le=600)]
+    max_entries: Annotated[int, Interval(ge=1, le=20)] = 1
+    starts_at: EventDatetime
+    ends_at: EventDatetime
+
+
+# Routes that answer 201 when they create and 200 when the same request came again.
+AGAIN: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Đã có từ trước (yêu cầu lặp lại): trả lại như cũ",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 
 
 # Views ---------------------------------------------------------------------------------------
@@ -307,7 +335,7 @@ def bank_view(bank: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/question-banks", status_code=201, tags=["question banks"])
+@router.post("/question-banks", status_code=201, responses=AGAIN, tags=["question banks"])
 async def create_bank(
     body: CreateBank, caller: Caller, svc: Service, response: Response
 ) -> dict[str, Any]:
@@ -319,7 +347,7 @@ async def create_bank(
 
 @router.get("/question-banks", tags=["question banks"])
 async def list_banks(
-    caller: Caller, svc: Service, read: Read, unit_id: Annotated[str, Query(min_length=1)]
+    caller: Caller, svc: Service, read: Read, unit_id: Code
 ) -> list[dict[str, Any]]:
     """The banks a committee may draw from: its own and those of the committees above it."""
     path = await svc.unit_path(unit_id)
@@ -337,7 +365,7 @@ async def list_banks(
 
 @router.post("/question-banks/{bank_id}/questions", status_code=201, tags=["question banks"])
 async def add_questions(
-    bank_id: str, body: AddQuestions, caller: Caller, svc: Service
+    bank_id: Code, body: AddQuestions, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     drafts = [
         QuestionDraft(
@@ -350,7 +378,7 @@ async def add_questions(
 
 
 @router.get("/question-banks/{bank_id}/questions", tags=["question banks"])
-async def bank_questions(bank_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+async def bank_questions(bank_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     """The authors' view, answer key included: administrators of the owning committee only."""
     bank, questions = await svc.bank_with_questions(caller, bank_id)
     return bank_view(bank) | {
@@ -360,7 +388,7 @@ async def bank_questions(bank_id: str, caller: Caller, svc: Service) -> dict[str
 
 @router.post("/question-banks/{bank_id}/questions/{question_id}/retire", tags=["question banks"])
 async def retire_question(
-    bank_id: str, question_id: str, caller: Caller, svc: Service
+    bank_id: Code, question_id: Code, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     return bank_view(await svc.retire_question(caller, bank_id, question_id))
 
@@ -368,13 +396,13 @@ async def retire_question(
 # Campaigns: committees -----------------------------------------------------------------------
 
 
-@router.post("/campaigns", status_code=201, tags=["campaigns"])
+@router.post("/campaigns", status_code=201, responses=AGAIN, tags=["campaigns"])
 async def launch_campaign(
     body: LaunchCampaign,
     caller: Caller,
     svc: Service,
     response: Response,
-    x_correlation_id: Annotated[str | None, Header()] = None,
+    x_correlation_id: Annotated[Annotated[str, Text(100)] | None, Header()] = None,
 ) -> dict[str, Any]:
     campaign, created = await svc.launch_campaign(
         caller,
@@ -385,7 +413,7 @@ async def launch_campaign(
         title=body.title,
         deadline=body.deadline,
         materials=[MaterialDraft(**m.model_dump()) for m in body.materials],
-        quiz=body.quiz,
+        quiz=body.quiz.settings() if body.quiz else None,
         correlation_id=x_correlation_id,
     )
     if not created:
@@ -395,7 +423,7 @@ async def launch_campaign(
 
 @router.get("/campaigns", tags=["campaigns"])
 async def list_campaigns(
-    caller: Caller, svc: Service, read: Read, unit_id: Annotated[str, Query(min_length=1)]
+    caller: Caller, svc: Service, read: Read, unit_id: Code
 ) -> list[dict[str, Any]]:
     """For a committee: campaigns its unit takes part in, and those launched within it."""
     path = await svc.unit_path(unit_id)
@@ -406,19 +434,19 @@ async def list_campaigns(
 
 @router.post("/campaigns/{campaign_id}/deadline", tags=["campaigns"])
 async def extend_deadline(
-    campaign_id: str, body: ExtendDeadline, caller: Caller, svc: Service
+    campaign_id: Code, body: ExtendDeadline, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     campaign = await svc.extend_deadline(caller, campaign_id, body.deadline)
     return campaign_view(campaign, svc.clock())
 
 
 @router.post("/campaigns/{campaign_id}/close", tags=["campaigns"])
-async def close_campaign(campaign_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+async def close_campaign(campaign_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     return campaign_view(await svc.close_campaign(caller, campaign_id), svc.clock())
 
 
 @router.get("/campaigns/{campaign_id}", tags=["campaigns"])
-async def get_campaign(campaign_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+async def get_campaign(campaign_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     """Members it concerns see it with their progress; committees that follow it see it too."""
     campaign = await svc.load_campaign(campaign_id)
     now = svc.clock()
@@ -442,7 +470,7 @@ async def get_campaign(campaign_id: str, caller: Caller, svc: Service) -> dict[s
 
 @router.get("/campaigns/{campaign_id}/materials/{material_id}", tags=["campaigns"])
 async def get_material(
-    campaign_id: str, material_id: str, caller: Caller, svc: Service
+    campaign_id: Code, material_id: Code, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     campaign, body = await svc.material_body(caller, campaign_id, material_id)
     material = campaign.material(material_id)
@@ -479,13 +507,13 @@ async def my_campaigns(caller: Caller, svc: Service, read: Read) -> list[dict[st
 
 
 @router.post("/campaigns/{campaign_id}/start", tags=["members"])
-async def start_study(campaign_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+async def start_study(campaign_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     campaign, enrolment = await svc.start_study(caller, campaign_id)
     return progress_view(campaign, enrolment, svc.clock())
 
 
 @router.get("/campaigns/{campaign_id}/progress", tags=["members"])
-async def my_progress(campaign_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+async def my_progress(campaign_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     campaign, who = await svc.member_campaign(caller, campaign_id)
     enrolment = await svc.enrolment_of(campaign.id, who.member.member_id)
     return progress_view(campaign, enrolment, svc.clock())
@@ -493,15 +521,17 @@ async def my_progress(campaign_id: str, caller: Caller, svc: Service) -> dict[st
 
 @router.post("/campaigns/{campaign_id}/materials/{material_id}/studied", tags=["members"])
 async def material_studied(
-    campaign_id: str, material_id: str, caller: Caller, svc: Service
+    campaign_id: Code, material_id: Code, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     campaign, enrolment = await svc.study_material(caller, campaign_id, material_id)
     return progress_view(campaign, enrolment, svc.clock())
 
 
-@router.post("/campaigns/{campaign_id}/quiz/attempts", status_code=201, tags=["members"])
+@router.post(
+    "/campaigns/{campaign_id}/quiz/attempts", status_code=201, responses=AGAIN, tags=["members"]
+)
 async def start_attempt(
-    campaign_id: str, caller: Caller, svc: Service, response: Response
+    campaign_id: Code, caller: Caller, svc: Service, response: Response
 ) -> dict[str, Any]:
     """Draws a paper (201), or shows the open one again (200). Never the answer key."""
     paper = await svc.start_attempt(caller, campaign_id)
@@ -512,7 +542,7 @@ async def start_attempt(
 
 @router.post("/campaigns/{campaign_id}/quiz/attempts/{attempt}/answers", tags=["members"])
 async def submit_answers(
-    campaign_id: str, attempt: int, body: SubmitAnswers, caller: Caller, svc: Service
+    campaign_id: Code, attempt: Turn, body: SubmitAnswers, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     answers = [Answer(a.question_id, frozenset(a.option_ids)) for a in body.answers]
     result = await svc.submit_attempt(caller, campaign_id, attempt, answers)
@@ -522,7 +552,7 @@ async def submit_answers(
 
 @router.post("/campaigns/{campaign_id}/reflection", status_code=201, tags=["members"])
 async def submit_reflection(
-    campaign_id: str, body: SubmitReflection, caller: Caller, svc: Service
+    campaign_id: Code, body: SubmitReflection, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     campaign, enrolment = await svc.submit_reflection(caller, campaign_id, body.text)
     return progress_view(campaign, enrolment, svc.clock())
@@ -554,13 +584,13 @@ def reflection_view(doc: dict[str, Any], status: str | None) -> dict[str, Any]:
 
 @router.get("/campaigns/{campaign_id}/reflections", tags=["reflections"])
 async def list_reflections(
-    campaign_id: str,
+    campaign_id: Code,
     caller: Caller,
     svc: Service,
     read: Read,
-    branch_id: Annotated[str, Query(min_length=1)],
+    branch_id: Code,
     status: Literal["submitted", "approved", "needs_revision"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Limit = 100,
 ) -> list[dict[str, Any]]:
     """A branch's reflections, for its secretary to review (oldest first). Committees above
     see how many were submitted and approved in the results, never the texts."""
@@ -580,7 +610,7 @@ async def list_reflections(
 
 @router.get("/campaigns/{campaign_id}/reflections/{member_id}", tags=["reflections"])
 async def get_reflection(
-    campaign_id: str, member_id: str, caller: Caller, svc: Service
+    campaign_id: Code, member_id: Code, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     doc = await svc.reflection_text(caller, campaign_id, member_id)
     return reflection_view(doc, doc.get("status"))
@@ -588,7 +618,7 @@ async def get_reflection(
 
 @router.post("/campaigns/{campaign_id}/reflections/{member_id}/review", tags=["reflections"])
 async def review_reflection(
-    campaign_id: str, member_id: str, body: ReviewReflection, caller: Caller, svc: Service
+    campaign_id: Code, member_id: Code, body: ReviewReflection, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     enrolment = await svc.review_reflection(
         caller, campaign_id, member_id, body.verdict, body.comment
@@ -622,11 +652,11 @@ async def _results(
 
 @router.get("/campaigns/{campaign_id}/results", tags=["results"])
 async def campaign_results(
-    campaign_id: str,
+    campaign_id: Code,
     caller: Caller,
     svc: Service,
     read: Read,
-    unit_id: Annotated[str | None, Query()] = None,
+    unit_id: Code | None = None,
 ) -> dict[str, Any]:
     """A unit's figures and its direct subordinates' (branch → commune → province)."""
     campaign = await svc.load_campaign(campaign_id)
@@ -636,11 +666,11 @@ async def campaign_results(
 
 @router.get("/campaigns/{campaign_id}/results/members", tags=["results"])
 async def branch_members(
-    campaign_id: str,
+    campaign_id: Code,
     caller: Caller,
     svc: Service,
     read: Read,
-    branch_id: Annotated[str, Query(min_length=1)],
+    branch_id: Code,
 ) -> dict[str, Any]:
     """Who in a branch must take part, and where each stands (for the branch's committee)."""
     campaign = await svc.load_campaign(campaign_id)
@@ -672,7 +702,7 @@ async def branch_members(
 # Contests ------------------------------------------------------------------------------------
 
 
-@router.post("/contests", status_code=201, tags=["contests"])
+@router.post("/contests", status_code=201, responses=AGAIN, tags=["contests"])
 async def open_contest(
     body: OpenContest, caller: Caller, svc: Service, response: Response
 ) -> dict[str, Any]:
@@ -683,7 +713,7 @@ async def open_contest(
 
 
 @router.get("/contests/{contest_id}", tags=["contests"])
-async def get_contest(contest_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+async def get_contest(contest_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     contest = await svc.load_contest(contest_id)
     if not await svc.may_read_target(caller, contest.unit_id):
         await svc.member_contest(caller, contest_id)
@@ -691,7 +721,7 @@ async def get_contest(contest_id: str, caller: Caller, svc: Service) -> dict[str
 
 
 @router.post("/contests/{contest_id}/close", tags=["contests"])
-async def close_contest(contest_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+async def close_contest(contest_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     return contest_view(await svc.close_contest(caller, contest_id), svc.clock())
 
 
@@ -719,9 +749,9 @@ async def my_contests(caller: Caller, svc: Service, read: Read) -> list[dict[str
     return out
 
 
-@router.post("/contests/{contest_id}/entries", status_code=201, tags=["contests"])
+@router.post("/contests/{contest_id}/entries", status_code=201, responses=AGAIN, tags=["contests"])
 async def start_entry(
-    contest_id: str, caller: Caller, svc: Service, response: Response
+    contest_id: Code, caller: Caller, svc: Service, response: Response
 ) -> dict[str, Any]:
     paper = await svc.start_entry(caller, contest_id)
     if not paper.created:
@@ -731,7 +761,7 @@ async def start_entry(
 
 @router.post("/contests/{contest_id}/entries/{attempt}/answers", tags=["contests"])
 async def submit_entry(
-    contest_id: str, attempt: int, body: SubmitAnswers, caller: Caller, svc: Service
+    contest_id: Code, attempt: Turn, body: SubmitAnswers, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     answers = [Answer(a.question_id, frozenset(a.option_ids)) for a in body.answers]
     return result_view(await svc.submit_entry(caller, contest_id, attempt, answers), None)
@@ -750,12 +780,12 @@ async def _contest_reader(
 
 @router.get("/contests/{contest_id}/rankings/members", tags=["contests"])
 async def member_ranking(
-    contest_id: str,
+    contest_id: Code,
     caller: Caller,
     svc: Service,
     read: Read,
-    unit_id: Annotated[str | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    unit_id: Code | None = None,
+    limit: Limit = 50,
 ) -> dict[str, Any]:
     """Best score first, then the shorter time, then the earlier entry."""
     contest, member_id = await _contest_reader(svc, caller, contest_id)
@@ -787,12 +817,12 @@ async def member_ranking(
 
 @router.get("/contests/{contest_id}/rankings/units", tags=["contests"])
 async def unit_ranking(
-    contest_id: str,
+    contest_id: Code,
     caller: Caller,
     svc: Service,
     read: Read,
-    unit_id: Annotated[str | None, Query()] = None,
-    level: Annotated[str | None, Query()] = None,
+    unit_id: Code | None = None,
+    level: OrgLevel | None = None,
 ) -> dict[str, Any]:
     """Units under `unit_id` (its direct subordinates, or every unit of `level`), best first:
     average score, then the share of members who took part."""
@@ -801,7 +831,7 @@ async def unit_ranking(
     if await read.result(contest_id, root) is None:
         raise NotFound(f"Chưa có số liệu của đơn vị {root} trong cuộc thi", field="unit_id")
     rows = (
-        await read.result_level(contest_id, root, level)
+        await read.result_level(contest_id, root, level.value)
         if level
         else await read.result_children(contest_id, root)
     )

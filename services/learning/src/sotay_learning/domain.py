@@ -43,6 +43,7 @@ from sotay_events.catalogue.learning import (
 from sotay_learning.errors import RuleBroken, conflict
 from sotay_learning.quiz import Question, Score
 from sotay_learning.timefmt import vn_datetime
+from sotay_platform.errors import Forbidden, NotFound
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RESOLUTION_CODE = re.compile(r"^[0-9]{1,4}[A-Za-z0-9/.\- ]{0,40}$")
@@ -126,9 +127,7 @@ class QuestionBank(Aggregate):
 
     def retire(self, question_id: str) -> None:
         if question_id not in self.kinds:
-            raise RuleBroken(
-                f"Không có câu hỏi {question_id} trong ngân hàng", "question_id", "not_found", 404
-            )
+            raise NotFound(f"Không có câu hỏi {question_id} trong ngân hàng", "question_id")
         if question_id not in self.retired:
             self.record(
                 QuestionRetired(bank_id=self.id, unit_id=self.unit_id, question_id=question_id)
@@ -244,9 +243,7 @@ class StudyCampaign(Aggregate):
         for material in self.materials:
             if material.material_id == material_id:
                 return material
-        raise RuleBroken(
-            f"Đợt học tập không có tài liệu {material_id}", "material_id", "not_found", 404
-        )
+        raise NotFound(f"Đợt học tập không có tài liệu {material_id}", "material_id")
 
     @classmethod
     def launch(
@@ -295,7 +292,7 @@ class StudyCampaign(Aggregate):
         return campaign
 
     def extend_deadline(self, deadline: datetime, now: datetime) -> None:
-        self._require_not_closed()
+        self.require_open()
         _check_future(deadline, now, "deadline")
         if deadline <= self.deadline:
             raise RuleBroken(
@@ -314,13 +311,13 @@ class StudyCampaign(Aggregate):
         if not self.closed:
             self.record(StudyCampaignClosed(campaign_id=self.id, unit_id=self.unit_id))
 
-    def _require_not_closed(self) -> None:
+    def require_open(self) -> None:
         if self.closed:
             raise conflict("Đợt học tập đã kết thúc", "campaign_id", "campaign_closed")
 
     def ensure_running(self, now: datetime) -> None:
         """Members may study, answer and hand in only while the campaign runs."""
-        self._require_not_closed()
+        self.require_open()
         if now > self.deadline:
             raise RuleBroken(
                 f"Đợt học tập đã hết hạn lúc {vn_datetime(self.deadline)}",
@@ -377,7 +374,19 @@ class Attempt:
 
 
 class _Attempts:
+    """A member's turns at papers drawn from a bank: a campaign's quiz or a contest's entries.
+
+    `Enrolment` and `ContestEntry` share it: the same turns, time limits and refusals, and
+    the same handler code (`begin`, `check_can_submit`, `hand_in` on each).
+    """
+
+    aggregate_type: ClassVar[str]
+    id: str
     attempts: dict[int, Attempt]
+
+    def paper_id(self, number: int) -> str:
+        """Where the paper of turn `number` is kept (learning's private records)."""
+        return f"{self.aggregate_type}:{self.id}:{number}"
 
     def open_attempt(self, now: datetime) -> Attempt | None:
         for attempt in self.attempts.values():
@@ -390,16 +399,24 @@ class _Attempts:
         scores = [a.score for a in self.attempts.values() if a.score is not None]
         return max(scores) if scores else None
 
-    def check_submittable(self, number: int, now: datetime, grace: timedelta) -> Attempt:
-        """Twice and late are refused before any answer is even read."""
+    def _next_turn(
+        self, now: datetime, limit_minutes: int, ends_at: datetime, max_turns: int, noun: str
+    ) -> tuple[int, datetime]:
+        """The next turn's number and when it expires (never after `ends_at`)."""
+        if len(self.attempts) >= max_turns:
+            raise conflict(
+                f"Đồng chí đã dùng hết {max_turns} lượt {noun}", "attempt", "attempt_limit"
+            )
+        return len(self.attempts) + 1, min(now + timedelta(minutes=limit_minutes), ends_at)
+
+    def check_can_submit(
+        self, target: StudyCampaign | Contest, number: int, now: datetime, grace: timedelta
+    ) -> Attempt:
+        """Closed, twice and late are refused before any answer is even read."""
+        target.require_open()
         attempt = self.attempts.get(number)
         if attempt is None:
-            raise RuleBroken(
-                f"Không có lần làm bài số {number}",
-                "attempt",
-                code="no_such_attempt",
-                status_code=404,
-            )
+            raise NotFound(f"Không có lần làm bài số {number}", "attempt", code="no_such_attempt")
         if attempt.submitted:
             raise conflict(
                 f"Bài làm lần {number} đã được nộp, không nộp lại được",
@@ -492,9 +509,7 @@ class Enrolment(_Attempts, Aggregate):
         )
         self._maybe_completed(campaign, branch_id)
 
-    def start_attempt(
-        self, campaign: StudyCampaign, branch_id: str, now: datetime
-    ) -> tuple[Attempt, bool]:
+    def begin(self, campaign: StudyCampaign, branch_id: str, now: datetime) -> tuple[Attempt, bool]:
         """The open attempt if there is one (False), else a new one (True)."""
         campaign.ensure_running(now)
         quiz = campaign.quiz
@@ -505,15 +520,10 @@ class Enrolment(_Attempts, Aggregate):
             return current, False
         if self.passed:
             raise conflict("Đồng chí đã đạt bài kiểm tra của đợt học tập này", "attempt", "passed")
-        if len(self.attempts) >= quiz.max_attempts:
-            raise conflict(
-                f"Đồng chí đã dùng hết {quiz.max_attempts} lượt làm bài",
-                "attempt",
-                "attempt_limit",
-            )
+        number, expires = self._next_turn(
+            now, quiz.time_limit_minutes, campaign.deadline, quiz.max_attempts, "làm bài"
+        )
         self._ensure_started(campaign, branch_id)
-        number = len(self.attempts) + 1
-        expires = min(now + timedelta(minutes=quiz.time_limit_minutes), campaign.deadline)
         self.record(
             QuizAttemptStarted(
                 campaign_id=campaign.id,
@@ -527,14 +537,7 @@ class Enrolment(_Attempts, Aggregate):
         )
         return self.attempts[number], True
 
-    def check_can_submit(
-        self, campaign: StudyCampaign, number: int, now: datetime, grace: timedelta
-    ) -> Attempt:
-        if campaign.closed:
-            raise conflict("Đợt học tập đã kết thúc", "campaign_id", "campaign_closed")
-        return self.check_submittable(number, now, grace)
-
-    def submit_attempt(
+    def hand_in(
         self,
         campaign: StudyCampaign,
         number: int,
@@ -608,13 +611,9 @@ class Enrolment(_Attempts, Aggregate):
         if verdict not in VERDICTS:
             raise RuleBroken("Kết quả đánh giá là “đạt” hoặc “chưa đạt”", "verdict")
         if reviewer == self.member_id:
-            raise RuleBroken(
-                "Không tự đánh giá bài thu hoạch của mình", "member_id", "self_review", 403
-            )
+            raise Forbidden("Không tự đánh giá bài thu hoạch của mình", "member_id", "self_review")
         if self.reflection_status is None:
-            raise RuleBroken(
-                "Đảng viên chưa nộp bài thu hoạch", "member_id", "no_reflection", status_code=404
-            )
+            raise NotFound("Đảng viên chưa nộp bài thu hoạch", "member_id", "no_reflection")
         if self.reflection_status != "submitted":
             raise conflict("Bài thu hoạch này đã được đánh giá", "member_id", "already_reviewed")
         approved = VERDICTS[verdict]
@@ -712,9 +711,12 @@ class Contest(Aggregate):
         if not self.closed:
             self.record(ContestClosed(contest_id=self.id, unit_id=self.unit_id))
 
-    def ensure_running(self, now: datetime) -> None:
+    def require_open(self) -> None:
         if self.closed:
             raise conflict("Cuộc thi đã kết thúc", "contest_id", "contest_closed")
+
+    def ensure_running(self, now: datetime) -> None:
+        self.require_open()
         if now < self.starts_at:
             raise RuleBroken(
                 f"Cuộc thi bắt đầu lúc {vn_datetime(self.starts_at)}", "contest_id", "not_started"
@@ -751,19 +753,15 @@ class ContestEntry(_Attempts, Aggregate):
                 attempt = self.attempts[event.attempt]
                 attempt.submitted, attempt.score = True, event.score
 
-    def start_entry(self, contest: Contest, branch_id: str, now: datetime) -> tuple[Attempt, bool]:
+    def begin(self, contest: Contest, branch_id: str, now: datetime) -> tuple[Attempt, bool]:
+        """The open entry if there is one (False), else a new one (True)."""
         contest.ensure_running(now)
         current = self.open_attempt(now)
         if current is not None:
             return current, False
-        if len(self.attempts) >= contest.max_entries:
-            raise conflict(
-                f"Đồng chí đã dùng hết {contest.max_entries} lượt dự thi",
-                "attempt",
-                "attempt_limit",
-            )
-        number = len(self.attempts) + 1
-        expires = min(now + timedelta(minutes=contest.time_limit_minutes), contest.ends_at)
+        number, expires = self._next_turn(
+            now, contest.time_limit_minutes, contest.ends_at, contest.max_entries, "dự thi"
+        )
         self.record(
             ContestEntryStarted(
                 contest_id=contest.id,
@@ -777,14 +775,7 @@ class ContestEntry(_Attempts, Aggregate):
         )
         return self.attempts[number], True
 
-    def check_can_submit(
-        self, contest: Contest, number: int, now: datetime, grace: timedelta
-    ) -> Attempt:
-        if contest.closed:
-            raise conflict("Cuộc thi đã kết thúc", "contest_id", "contest_closed")
-        return self.check_submittable(number, now, grace)
-
-    def submit(
+    def hand_in(
         self,
         contest: Contest,
         number: int,

@@ -10,13 +10,17 @@ from fastapi import FastAPI
 from sotay_events import topics
 from sotay_learning import api
 from sotay_learning.handlers import LearningService
-from sotay_learning.projections import LearningProjection, MongoDirectory, RosterProjection
+from sotay_learning.projections import (
+    LearningProjection,
+    LearningTree,
+    MongoDirectory,
+    RosterProjection,
+)
 from sotay_learning.projections import create_indexes as create_learning_indexes
 from sotay_learning.queries import Reads
 from sotay_learning.rollup import Rollup
 from sotay_learning.settings import LearningSettings
 from sotay_platform.health import Check
-from sotay_platform.org_units import OrgUnitsProjection
 from sotay_platform.org_units import create_indexes as create_tree_indexes
 from sotay_platform.runtime import ServiceRuntime
 from sotay_platform.settings import AuthSettings
@@ -27,7 +31,7 @@ class LearningRuntime(ServiceRuntime):
 
     def __init__(self, settings: LearningSettings, auth: AuthSettings | None = None) -> None:
         super().__init__(settings, auth)
-        self.rollup = Rollup(self.db, settings.rollup_interval, self.redis)
+        self.rollup = Rollup(self.db, settings.rollup_interval, settings.rollup_lease_seconds)
         self.workers.append(("learning-rollup", self.rollup.run))
 
     def health_checks(self) -> dict[str, Check]:
@@ -36,6 +40,7 @@ class LearningRuntime(ServiceRuntime):
         async def rollup() -> dict[str, Any]:
             return {
                 "ok": self.rollup.last_error is None,
+                "active": self.rollup.lease.held,
                 "runs": self.rollup.runs,
                 "last_run_at": (
                     self.rollup.last_run_at.isoformat() if self.rollup.last_run_at else None
@@ -51,7 +56,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or LearningSettings()
     runtime = LearningRuntime(settings, auth)
-    runtime.add_projection(OrgUnitsProjection(), [topics.ORG_TREE])
+    runtime.add_projection(LearningTree(), [topics.ORG_TREE])
     runtime.add_projection(RosterProjection(), [topics.IDENTITY])
     runtime.add_projection(LearningProjection(), [topics.LEARNING, topics.IDENTITY])
     runtime.startup_hooks.append(lambda: create_tree_indexes(runtime.db))
@@ -70,7 +75,6 @@ def create_app(
         runtime.store,
         MongoDirectory(runtime.db),
         submit_grace=timedelta(seconds=settings.submit_grace_seconds),
-        on_saved=runtime.relay.wake,
     )
     app.state.reads = Reads(runtime.db, runtime.store)
     app.include_router(api.router)

@@ -1,8 +1,13 @@
 """Read models, fed from Kafka in batches (one transaction per batch), and their queries.
 
 - `RosterProjection` (identity's events): who is a member, where, and whether
-  they must take part (approved, official or probationary, not removed); and
-  how many such members each branch has (`branch_headcount`).
+  they must study (the platform's one rule, `roster.counts(doc, Purpose.study)`:
+  approved, official or probationary, not exempted, not removed, not a pending
+  or rejected registration); and how many such members each branch has
+  (`branch_headcount`). Rows keep identity's facts dated (`roster.apply_member_event`
+  with each event's moment and version).
+- `LearningTree`: the shared org-units projection, plus a count of tree facts
+  applied in the same write, which tells the roll-up worker the tree changed.
 - `LearningProjection` (learning's own events, plus identity's to follow
   transfers and status changes): the catalogue of campaigns, contests and
   banks; one `participation` row per (campaign, member) and one
@@ -28,6 +33,8 @@ from pymongo import ASCENDING, DESCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
+from sotay_events import DomainEvent
+from sotay_events.catalogue import learning as learning_catalogue
 from sotay_events.catalogue.learning import (
     ContestClosed,
     ContestEntryStarted,
@@ -49,9 +56,17 @@ from sotay_events.catalogue.learning import (
 )
 from sotay_events.consumer import Applied
 from sotay_learning.handlers import MemberInfo
-from sotay_platform.org_units import COLLECTION as ORG_UNITS
-from sotay_platform.org_units import MERGED
-from sotay_platform.roster import MEMBER_EVENTS, apply_member_event, fold_members, is_expected
+from sotay_platform.org_units import OrgUnits, OrgUnitsProjection
+from sotay_platform.roster import (
+    MEMBER_EVENT_TYPES,
+    MEMBER_EVENTS,
+    Purpose,
+    apply_member_event,
+    counted_branch,
+    counts,
+    fold_members,
+)
+from sotay_platform.tree import TREE_EVENTS
 
 Doc = dict[str, Any]
 
@@ -69,6 +84,20 @@ CAMPAIGN_COUNTS = "campaign_branch_counts"
 CONTEST_COUNTS = "contest_branch_counts"
 DIRTY = "rollup_dirty"
 RESULTS = "results_units"  # written by the roll-up worker
+TREE_CHANGES = "tree_changes"  # one document: how many tree facts were applied
+
+
+def _published_by(module: Any) -> frozenset[str]:
+    """The event types a catalogue module registers: its own concrete event classes."""
+    found: set[str] = set()
+    for value in vars(module).values():
+        own = isinstance(value, type) and value.__module__ == module.__name__
+        if own and issubclass(value, DomainEvent) and "event_type" in vars(value):
+            found.add(str(vars(value)["event_type"]))
+    return frozenset(found)
+
+
+LEARNING_EVENT_TYPES = _published_by(learning_catalogue)
 
 
 def _member_id(event: Any) -> str:
@@ -80,14 +109,24 @@ class RosterProjection:
 
     name = "roster"
     collections = (MEMBERS, HEADCOUNT, DIRTY_BRANCHES)
+    event_types = MEMBER_EVENT_TYPES
+
+    async def create_indexes(self, db: AsyncDatabase[Doc]) -> None:
+        await db[MEMBERS].create_index([("branch_id", ASCENDING)])
 
     async def apply_batch(
         self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
     ) -> None:
-        before, after = await fold_members(db[MEMBERS], items, session)
+        # fold_members' "before" shares its dated lists with "after" (a shallow copy) and
+        # would see the change already: the rows as they were are read here.
+        ids = list({str(event.member_id) for _, event in items if isinstance(event, MEMBER_EVENTS)})
+        before = {
+            d["_id"]: d async for d in db[MEMBERS].find({"_id": {"$in": ids}}, session=session)
+        }
+        _, after = await fold_members(db[MEMBERS], items, session)
         deltas: dict[str, int] = defaultdict(int)
         for member_id, doc in after.items():
-            was, now = _counted_branch(before[member_id]), _counted_branch(doc)
+            was, now = _counted_branch(before.get(member_id)), _counted_branch(doc)
             if was != now:
                 if was:
                     deltas[was] -= 1
@@ -109,7 +148,26 @@ class RosterProjection:
 
 
 def _counted_branch(doc: Doc | None) -> str | None:
-    return str(doc["branch_id"]) if doc and is_expected(doc) else None
+    """Where the member must study now (the one rule: `roster.counted_branch`)."""
+    return counted_branch(doc, Purpose.study) if doc else None
+
+
+class LearningTree(OrgUnitsProjection):
+    """The shared tree projection, counting in the same write how many tree facts it applied,
+    so the roll-up worker sees a move or a merge only once the tree shows it."""
+
+    event_types = frozenset(e.event_type for e in TREE_EVENTS)
+    collections = (*OrgUnitsProjection.collections, TREE_CHANGES)
+
+    async def apply_batch(
+        self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
+    ) -> None:
+        await super().apply_batch(db, items, session)
+        changes = sum(1 for _, event in items if isinstance(event, TREE_EVENTS))
+        if changes:
+            await db[TREE_CHANGES].update_one(
+                {"_id": "tree"}, {"$inc": {"seq": changes}}, upsert=True, session=session
+            )
 
 
 # Learning's own events ------------------------------------------------------------------------
@@ -128,10 +186,10 @@ CONTEST_COUNTERS = ("participants", "entries", "scored", "score_sum")
 
 
 def campaign_contribution(row: Doc, member: Doc | None) -> Doc | None:
-    """What one member's participation adds to their branch's counters, if they must take part."""
-    if member is not None and not is_expected(member):
+    """What one member's participation adds to their branch's counters, if they must study."""
+    branch = _counted_branch(member) if member is not None else row["branch_id"]
+    if branch is None:
         return None
-    branch = member["branch_id"] if member is not None else row["branch_id"]
     scored = row.get("best_score") is not None
     return {
         "branch": branch,
@@ -147,9 +205,9 @@ def campaign_contribution(row: Doc, member: Doc | None) -> Doc | None:
 
 
 def contest_contribution(row: Doc, member: Doc | None) -> Doc | None:
-    if member is not None and not is_expected(member):
+    branch = _counted_branch(member) if member is not None else row["branch_id"]
+    if branch is None:
         return None
-    branch = member["branch_id"] if member is not None else row["branch_id"]
     scored = row.get("best_score") is not None
     return {
         "branch": branch,
@@ -175,6 +233,10 @@ class LearningProjection:
         CONTEST_COUNTS,
         DIRTY,
     )
+    event_types = LEARNING_EVENT_TYPES | MEMBER_EVENT_TYPES
+
+    async def create_indexes(self, db: AsyncDatabase[Doc]) -> None:
+        await create_indexes(db)
 
     async def apply_batch(
         self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
@@ -204,11 +266,12 @@ class LearningProjection:
         }
         touched_members: set[str] = set()
         dirty: set[tuple[str, str]] = set()
+        catalogue: dict[str, list[UpdateOne]] = defaultdict(list)
 
         for envelope, event in items:
             if isinstance(event, MEMBER_EVENTS):
                 member = members.setdefault(_member_id(event), {"_id": _member_id(event)})
-                apply_member_event(member, event)
+                apply_member_event(member, event, envelope.occurred_at, envelope.aggregate_version)
                 member.pop("roles", None)
                 touched_members.add(member["_id"])
             elif envelope.aggregate_type == "Enrolment":
@@ -235,7 +298,7 @@ class LearningProjection:
                 )
                 _apply_entry(entry, envelope.occurred_at, envelope.org_path, event)
             else:
-                target = await _apply_catalogue(db, envelope, event, session)
+                target = _catalogue_write(catalogue, envelope, event)
                 if target:
                     dirty.add(target)
 
@@ -260,6 +323,8 @@ class LearningProjection:
                 [ReplaceOne({"_id": i}, members[i], upsert=True) for i in touched_members],
                 session=session,
             )
+        for name, writes in catalogue.items():  # in event order: ordered bulk writes
+            await db[name].bulk_write(writes, session=session)
         await _inc(db[CAMPAIGN_COUNTS], campaign_deltas, "campaign_id", session)
         await _inc(db[CONTEST_COUNTS], contest_deltas, "contest_id", session)
         if dirty:
@@ -385,13 +450,17 @@ def _apply_entry(entry: Doc, at: datetime, org_path: tuple[str, ...], event: Any
                 )
 
 
-async def _apply_catalogue(
-    db: AsyncDatabase[Doc], envelope: Any, event: Any, session: AsyncClientSession
+def _catalogue_write(
+    writes: dict[str, list[UpdateOne]], envelope: Any, event: Any
 ) -> tuple[str, str] | None:
+    """The catalogue's update for one event, queued in `writes`; the target made dirty."""
+
+    def queue(name: str, target: str, update: Doc, upsert: bool = True) -> None:
+        writes[name].append(UpdateOne({"_id": target}, update, upsert=upsert))
+
     match event:
         case StudyCampaignLaunched():
             doc = {
-                "_id": event.campaign_id,
                 "unit_id": event.unit_id,
                 "org_path": list(envelope.org_path),
                 "title": event.title or event.resolution_title,
@@ -404,66 +473,33 @@ async def _apply_catalogue(
                 "launched_at": envelope.occurred_at,
                 "launched_by": envelope.actor,
             }
-            await db[CAMPAIGNS].update_one(
-                {"_id": event.campaign_id}, {"$set": doc}, upsert=True, session=session
-            )
+            queue(CAMPAIGNS, event.campaign_id, {"$set": doc})
             return ("campaign", event.campaign_id)
         case StudyCampaignDeadlineExtended():
-            await db[CAMPAIGNS].update_one(
-                {"_id": event.campaign_id}, {"$set": {"deadline": event.deadline}}, session=session
-            )
+            queue(CAMPAIGNS, event.campaign_id, {"$set": {"deadline": event.deadline}}, False)
         case StudyCampaignClosed():
-            await db[CAMPAIGNS].update_one(
-                {"_id": event.campaign_id},
-                {"$set": {"status": "closed", "closed_at": envelope.occurred_at}},
-                upsert=True,
-                session=session,
-            )
+            closed = {"status": "closed", "closed_at": envelope.occurred_at}
+            queue(CAMPAIGNS, event.campaign_id, {"$set": closed})
             return ("campaign", event.campaign_id)
         case ContestOpened():
             doc = event.model_dump()
-            doc["_id"] = doc.pop("contest_id")
+            doc.pop("contest_id")
             doc.update(
-                org_path=list(envelope.org_path),
-                status="open",
-                opened_at=envelope.occurred_at,
+                org_path=list(envelope.org_path), status="open", opened_at=envelope.occurred_at
             )
-            await db[CONTESTS].update_one(
-                {"_id": event.contest_id}, {"$set": doc}, upsert=True, session=session
-            )
+            queue(CONTESTS, event.contest_id, {"$set": doc})
             return ("contest", event.contest_id)
         case ContestClosed():
-            await db[CONTESTS].update_one(
-                {"_id": event.contest_id},
-                {"$set": {"status": "closed", "closed_at": envelope.occurred_at}},
-                upsert=True,
-                session=session,
-            )
+            closed = {"status": "closed", "closed_at": envelope.occurred_at}
+            queue(CONTESTS, event.contest_id, {"$set": closed})
             return ("contest", event.contest_id)
         case QuestionBankCreated():
-            await db[BANKS].update_one(
-                {"_id": event.bank_id},
-                {
-                    "$set": {
-                        "unit_id": event.unit_id,
-                        "title": event.title,
-                        "org_path": list(envelope.org_path),
-                    }
-                },
-                upsert=True,
-                session=session,
-            )
+            doc = {"unit_id": event.unit_id, "title": event.title}
+            queue(BANKS, event.bank_id, {"$set": doc | {"org_path": list(envelope.org_path)}})
         case QuestionAdded():
-            await db[BANKS].update_one(
-                {"_id": event.bank_id},
-                {"$inc": {"questions": 1, f"kinds.{event.kind.value}": 1}},
-                upsert=True,
-                session=session,
-            )
+            queue(BANKS, event.bank_id, {"$inc": {"questions": 1, f"kinds.{event.kind.value}": 1}})
         case QuestionRetired():
-            await db[BANKS].update_one(
-                {"_id": event.bank_id}, {"$inc": {"retired": 1}}, upsert=True, session=session
-            )
+            queue(BANKS, event.bank_id, {"$inc": {"retired": 1}})
     return None
 
 
@@ -498,11 +534,11 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
 
 
 class MongoDirectory:
-    """Learning's own roster and tree, read for commands."""
+    """Learning's own roster and tree, read for commands; merges followed by the shared tree."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.members = db[MEMBERS]
-        self.units = db[ORG_UNITS]
+        self.units = OrgUnits(db)
 
     async def member(self, member_id: str) -> MemberInfo | None:
         doc = await self.members.find_one({"_id": member_id})
@@ -511,29 +547,12 @@ class MongoDirectory:
         return member_info(doc)
 
     async def path(self, unit_id: str) -> list[str]:
-        doc = await self.units.find_one({"_id": unit_id})
-        seen: set[str] = set()
-        while doc is not None and doc.get("status") == MERGED and doc.get("merged_into"):
-            if doc["_id"] in seen:
-                break
-            seen.add(doc["_id"])
-            doc = await self.units.find_one({"_id": doc["merged_into"]})
-        return list(doc.get("path") or []) if doc else []
+        resolved = await self.units.resolve(unit_id)
+        return resolved.path if resolved else []
 
     async def with_merged(self, unit_ids: Iterable[str]) -> list[str]:
         """The units, and every unit that merged into one of them (at any depth)."""
-        known = list(dict.fromkeys(unit_ids))
-        frontier = list(known)
-        while frontier:
-            found = [
-                d["_id"]
-                async for d in self.units.find(
-                    {"merged_into": {"$in": frontier}, "_id": {"$nin": known}}, {"_id": 1}
-                )
-            ]
-            known.extend(found)
-            frontier = found
-        return known
+        return await self.units.with_merged(list(unit_ids))
 
 
 def member_info(doc: Doc) -> MemberInfo:
@@ -542,7 +561,7 @@ def member_info(doc: Doc) -> MemberInfo:
         full_name=doc.get("full_name", ""),
         branch_id=doc.get("branch_id", ""),
         status=doc.get("status", ""),
-        eligible=is_expected(doc),
+        eligible=counts(doc, Purpose.study),
         approved=bool(doc.get("approved")),
         removed=bool(doc.get("removed")),
     )

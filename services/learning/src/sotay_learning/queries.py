@@ -21,6 +21,7 @@ from sotay_learning.projections import (
 )
 from sotay_learning.store import REFLECTIONS
 from sotay_platform.org_units import COLLECTION as ORG_UNITS
+from sotay_platform.roster import Purpose, counted_branch
 
 Doc = dict[str, Any]
 
@@ -96,12 +97,14 @@ class Reads:
 
     async def branch_members(self, campaign_id: str, branch_id: str) -> list[Doc]:
         """Everyone who must take part in a branch (a few hundred at most), with their progress."""
-        members = (
+        listed = (
             await self.db[MEMBERS]
-            .find({"branch_id": branch_id, "expected": True})
+            .find({"branch_id": branch_id})
             .sort("full_name", ASCENDING)
             .to_list()
         )
+        # The one rule of who must study, the same the counters and reporting use.
+        members = [m for m in listed if counted_branch(m, Purpose.study) == branch_id]
         rows = await self.participation_by_members(campaign_id, [m["_id"] for m in members])
         return [m | {"participation": rows.get(m["_id"])} for m in members]
 

@@ -3,33 +3,42 @@
 `LearningProjection` keeps counters per (campaign, branch) and marks the
 campaign dirty; the roster marks branches whose headcount changed; a change
 in the tree (a move, a merge) makes every running campaign and contest dirty.
-Every `interval` seconds the worker recomputes the dirty ones: it reads the
-campaign's subtree from learning's copy of the tree, its branch counters and
-headcounts (a few documents per branch, never per member), adds each branch
-into every unit on its path up to the campaign's unit, and writes one row per
-unit (`results_units`) where something changed. Requests read those rows.
+Every `interval` seconds the worker recomputes the dirty ones: it loads the
+campaign's subtree as the shared dated tree (`sotay_platform.tree`), its
+branch counters and headcounts (a few documents per branch, never per
+member), adds each branch into every unit of its roll-up path (a merged
+branch counts in the unit it merged into) up to the campaign's unit, and
+writes one row per unit (`results_units`) where something changed. Requests
+read those rows. The figures follow today's tree: they are the live view.
+
+Several replicas run the worker; one works at a time, under a lease in
+MongoDB (`sotay_events.lease`, the relay's kind): no pod's clock decides who
+holds it, and every write the worker makes is fenced, in one transaction with
+a check that it still holds the lease, so a holder that paused past its lease
+writes nothing stale. Nothing the worker keeps is the only copy of a fact:
+results are recomputed from the counters, the counters from the events.
 
 Cost: one recompute is linear in the branches of the campaign's subtree (about
 10⁴ for a province), and each campaign is recomputed at most once per interval
-however many members study meanwhile. A merged branch's members count in the
-unit it merged into; a unit moved elsewhere takes its numbers with it.
+however many members study meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
-from pymongo import DeleteMany, ReplaceOne
+from pymongo import DeleteMany, ReplaceOne, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from redis.asyncio import Redis
 
 from sotay_events.catalogue.org_tree import OrgLevel
+from sotay_events.lease import Lease
+from sotay_events.transaction import run_in_transaction
 from sotay_learning.projections import (
     CAMPAIGN_COUNTERS,
     CAMPAIGN_COUNTS,
@@ -41,199 +50,177 @@ from sotay_learning.projections import (
     DIRTY_BRANCHES,
     HEADCOUNT,
     RESULTS,
+    TREE_CHANGES,
 )
 from sotay_platform.org_units import COLLECTION as ORG_UNITS
-from sotay_platform.org_units import DISSOLVED, MERGED
+from sotay_platform.org_units import MERGED, OrgUnits
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("sotay_learning.rollup")
 Doc = dict[str, Any]
 MEMBER_LEVELS = {lvl.value for lvl in OrgLevel if lvl.holds_members}
+LEASES = "leases"
 
 
-# Deletes the lock only if it is still ours (it may have expired and been taken since).
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
+class LeaseLost(Exception):
+    """Another replica took the roll-up over: this one writes nothing more."""
 
 
 class Rollup:
     def __init__(
-        self, db: AsyncDatabase[Doc], interval: float = 5.0, redis: Redis | None = None
+        self, db: AsyncDatabase[Doc], interval: float = 5.0, lease_seconds: float = 30.0
     ) -> None:
         self.db = db
         self.interval = interval
-        # Every replica runs a worker; a lock in Redis lets one of them work at a time.
-        self.redis = redis
-        self.lock_key = f"sotay:learning:rollup:{db.name}"
+        self.lease = Lease(db[LEASES], "rollup:learning", timeout=lease_seconds)
+        self.tree = OrgUnits(db)
         self.skipped = 0
-        self._tree_events: int | None = None
+        self._tree_seq: int | None = None
         self.runs = 0
         self.last_run_at: datetime | None = None
         self.last_error: str | None = None
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-                self.last_error = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store is away: try again at the next tick
-                self.last_error = repr(exc)
-                log.exception("roll-up failed, will retry")
-            await asyncio.sleep(self.interval)
+        try:
+            while True:
+                try:
+                    await self.tick()
+                    self.last_error = None
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the store is away, the lease moved: next tick
+                    self.last_error = repr(exc)
+                    log.exception("roll-up failed, will retry")
+                await asyncio.sleep(self.interval)
+        finally:
+            # A replica that stops hands over at once instead of after the lease's timeout.
+            await asyncio.shield(self._release())
+
+    async def _release(self) -> None:
+        try:
+            await self.lease.release()
+        except Exception:
+            log.warning("roll-up lease not released; it expires by itself", exc_info=True)
 
     async def tick(self) -> int:
-        """Recompute what is dirty, unless another replica is at it; returns how many."""
-        if self.redis is None:
-            return await self._tick()
-        token = uuid.uuid4().hex
-        ttl_ms = int(max(self.interval * 10, 60) * 1000)
-        if not await self.redis.set(self.lock_key, token, nx=True, px=ttl_ms):
+        """Recompute what is dirty, unless another replica holds the lease; returns how many."""
+        if not await self.lease.hold():
             self.skipped += 1
             return 0
         try:
             return await self._tick()
-        finally:
-            await self.redis.eval(_RELEASE, 1, self.lock_key, token)
+        except LeaseLost:
+            self.skipped += 1
+            return 0
 
     async def _tick(self) -> int:
         await self._mark_after_tree_change()
         await self._mark_after_headcount_change()
         done = 0
         async for mark in self.db[DIRTY].find({}).limit(500):
-            if mark["kind"] == "campaign":
-                await self.recompute(CAMPAIGNS, mark["target_id"])
-            else:
-                await self.recompute(CONTESTS, mark["target_id"])
+            collection = CAMPAIGNS if mark["kind"] == "campaign" else CONTESTS
             # A mark bumped while we worked stays, to be recomputed next time.
-            await self.db[DIRTY].delete_one({"_id": mark["_id"], "seq": mark["seq"]})
+            await self.recompute(collection, mark["target_id"], mark)
             done += 1
         self.runs += 1
         self.last_run_at = datetime.now(UTC)
         return done
 
-    async def _mark_all_running(self) -> None:
-        for collection, kind in ((CAMPAIGNS, "campaign"), (CONTESTS, "contest")):
-            async for doc in self.db[collection].find({"status": "open"}, {"_id": 1}):
-                await self._mark(kind, doc["_id"])
+    async def _fenced(self, write: Any) -> None:
+        """Run `write(session)` in one transaction with proof that the lease is still ours."""
 
-    async def _mark(self, kind: str, target: str) -> None:
-        await self.db[DIRTY].update_one(
-            {"_id": f"{kind}:{target}"},
-            {"$set": {"kind": kind, "target_id": target}, "$inc": {"seq": 1}},
-            upsert=True,
-        )
+        async def fenced(session: AsyncClientSession) -> None:
+            held = await self.db[LEASES].update_one(
+                {"_id": self.lease.name, "holder": self.lease.holder, "epoch": self.lease.epoch},
+                {"$inc": {"beat": 1}},
+                session=session,
+            )
+            if held.matched_count != 1:
+                raise LeaseLost
+            await write(session)
+
+        try:
+            await run_in_transaction(self.db.client, fenced)
+        except LeaseLost:
+            self.lease.epoch = None
+            raise
+
+    async def _mark_many(self, marks: list[tuple[str, str]]) -> None:
+        if not marks:
+            return
+        writes = [
+            UpdateOne(
+                {"_id": f"{kind}:{target}"},
+                {"$set": {"kind": kind, "target_id": target}, "$inc": {"seq": 1}},
+                upsert=True,
+            )
+            for kind, target in marks
+        ]
+
+        async def write(session: AsyncClientSession) -> None:
+            await self.db[DIRTY].bulk_write(writes, session=session)
+
+        await self._fenced(write)
+
+    async def _running(self, query: Doc) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for collection, kind in ((CAMPAIGNS, "campaign"), (CONTESTS, "contest")):
+            async for doc in self.db[collection].find({"status": "open", **query}, {"_id": 1}):
+                found.append((kind, doc["_id"]))
+        return found
 
     async def _mark_after_tree_change(self) -> None:
-        applied = await self.db[f"tracking.{ORG_UNITS}"].count_documents({})
-        if applied != self._tree_events:
-            self._tree_events = applied
-            await self._mark_all_running()
+        doc = await self.db[TREE_CHANGES].find_one({"_id": "tree"})
+        seq = int(doc["seq"]) if doc else 0
+        if seq != self._tree_seq:
+            await self._mark_many(await self._running({}))
+            self._tree_seq = seq
 
     async def _mark_after_headcount_change(self) -> None:
         marks = await self.db[DIRTY_BRANCHES].find({}).limit(5000).to_list()
         if not marks:
             return
-        ids = [m["_id"] for m in marks]
+        # Campaigns above each branch, and above what it merged into (rare: one by one).
         on_paths: set[str] = set()
-        async for unit in self.db[ORG_UNITS].find({"_id": {"$in": ids}}, {"path": 1}):
+        ids = [m["_id"] for m in marks]
+        async for unit in self.db[ORG_UNITS].find({"_id": {"$in": ids}}, {"path": 1, "status": 1}):
             on_paths.update(unit.get("path") or [])
-        for collection, kind in ((CAMPAIGNS, "campaign"), (CONTESTS, "contest")):
-            async for doc in self.db[collection].find(
-                {"status": "open", "unit_id": {"$in": sorted(on_paths)}}, {"_id": 1}
-            ):
-                await self._mark(kind, doc["_id"])
-        for mark in marks:
-            await self.db[DIRTY_BRANCHES].delete_one({"_id": mark["_id"], "seq": mark["seq"]})
+            if unit.get("status") == MERGED:
+                carrier = await self.tree.resolve(unit["_id"])
+                on_paths.update(carrier.path if carrier else [])
+        running = await self._running({"unit_id": {"$in": sorted(on_paths)}})
+        done = [DeleteMany({"_id": m["_id"], "seq": m["seq"]}) for m in marks]
 
-    async def _subtree(self, root_id: str) -> tuple[str | None, dict[str, Doc], dict[str, str]]:
-        """The carrying-on root, the units below it, and where each unit's numbers go."""
-        units = self.db[ORG_UNITS]
-        root = await units.find_one({"_id": root_id})
-        seen: set[str] = set()
-        while root and root.get("status") == MERGED and root.get("merged_into"):
-            if root["_id"] in seen:
-                return None, {}, {}
-            seen.add(root["_id"])
-            root = await units.find_one({"_id": root["merged_into"]})
-        if root is None:
-            return None, {}, {}
-        docs = {d["_id"]: d async for d in units.find({"path": root["_id"]})}
-        frontier = list(docs)
-        while frontier:  # units merged in from outside the subtree
-            found = [
-                d
-                async for d in units.find(
-                    {"merged_into": {"$in": frontier}, "_id": {"$nin": list(docs)}}
+        async def write(session: AsyncClientSession) -> None:
+            if running:
+                await self.db[DIRTY].bulk_write(
+                    [
+                        UpdateOne(
+                            {"_id": f"{kind}:{target}"},
+                            {"$set": {"kind": kind, "target_id": target}, "$inc": {"seq": 1}},
+                            upsert=True,
+                        )
+                        for kind, target in running
+                    ],
+                    session=session,
                 )
-            ]
-            docs.update({d["_id"]: d for d in found})
-            frontier = [d["_id"] for d in found]
-        carried: dict[str, str] = {}
-        for unit_id in docs:
-            current, hops = unit_id, 0
-            while docs.get(current, {}).get("status") == MERGED and hops < 50:
-                nxt = docs[current].get("merged_into")
-                if not nxt or nxt not in docs:
-                    break
-                current, hops = nxt, hops + 1
-            carried[unit_id] = current
-        return root["_id"], docs, carried
+            await self.db[DIRTY_BRANCHES].bulk_write(done, session=session)
 
-    async def recompute(self, collection: str, target_id: str) -> int:
+        await self._fenced(write)
+
+    async def recompute(self, collection: str, target_id: str, mark: Doc | None = None) -> int:
         with tracer.start_as_current_span(
             "rollup.recompute", attributes={"sotay.target_id": target_id, "sotay.kind": collection}
         ) as span:
-            written = await self._recompute(collection, target_id)
+            written = await self._recompute(collection, target_id, mark)
             span.set_attribute("sotay.rows_written", written)
             return written
 
-    async def _recompute(self, collection: str, target_id: str) -> int:
+    async def _recompute(self, collection: str, target_id: str, mark: Doc | None) -> int:
         target = await self.db[collection].find_one({"_id": target_id})
-        if target is None:
-            return 0
-        campaign = collection == CAMPAIGNS
-        counters = CAMPAIGN_COUNTERS if campaign else CONTEST_COUNTERS
-        key = "campaign_id" if campaign else "contest_id"
-        root, docs, carried = await self._subtree(target["unit_id"])
-        totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-
-        def add(unit_id: str, numbers: Doc) -> None:
-            final = carried.get(unit_id)
-            if final is None or docs[final].get("status") == MERGED:
-                return
-            path = docs[final].get("path") or []
-            if root not in path:
-                return
-            for unit in path[path.index(root) :]:
-                for name, value in numbers.items():
-                    totals[unit][name] += value
-
-        if root is not None:
-            branch_ids = [u for u, d in docs.items() if d.get("level") in MEMBER_LEVELS]
-            async for head in self.db[HEADCOUNT].find({"_id": {"$in": branch_ids}}):
-                add(head["_id"], {"required": head.get("eligible", 0)})
-            count_collection = CAMPAIGN_COUNTS if campaign else CONTEST_COUNTS
-            async for row in self.db[count_collection].find({key: target_id}):
-                add(row["branch_id"], {c: row.get(c, 0) for c in counters})
-
         rows: dict[str, Doc] = {}
-        for unit_id, doc in docs.items():
-            if doc.get("status") == MERGED or root is None:
-                continue
-            numbers = totals.get(unit_id, {})
-            if doc.get("status") == DISSOLVED and not any(numbers.values()):
-                continue
-            path = doc.get("path") or []
-            if root not in path:
-                continue
-            below = path[path.index(root) :]
-            rows[f"{target_id}:{unit_id}"] = _row(
-                target_id, "campaign" if campaign else "contest", doc, below, numbers, counters
-            )
+        if target is not None:
+            rows = await self._rows(collection, target_id, target["unit_id"])
         existing = {d["_id"]: d async for d in self.db[RESULTS].find({"target_id": target_id})}
         now = datetime.now(UTC)
         writes: list[Any] = []
@@ -246,15 +233,74 @@ class Rollup:
         gone = [i for i in existing if i not in rows]
         if gone:
             writes.append(DeleteMany({"_id": {"$in": gone}}))
-        if writes:
-            await self.db[RESULTS].bulk_write(writes)
+
+        async def write(session: AsyncClientSession) -> None:
+            if writes:
+                await self.db[RESULTS].bulk_write(writes, session=session)
+            if mark is not None:
+                await self.db[DIRTY].delete_one(
+                    {"_id": mark["_id"], "seq": mark["seq"]}, session=session
+                )
+
+        if writes or mark is not None:
+            await self._fenced(write)
         return len(writes)
+
+    async def _rows(self, collection: str, target_id: str, unit_id: str) -> dict[str, Doc]:
+        """One row per unit of the target's subtree, as the tree stands now."""
+        campaign = collection == CAMPAIGNS
+        counters = CAMPAIGN_COUNTERS if campaign else CONTEST_COUNTERS
+        key = "campaign_id" if campaign else "contest_id"
+        carrier = await self.tree.resolve(unit_id)  # a merged committee's successor carries on
+        if carrier is None:
+            return {}
+        root = carrier.id
+        tree = await self.tree.tree(root)
+        units = tree.subtree(root)  # existing units, each followed by those merged into it
+        below: dict[str, list[str]] = {}
+        for unit in units:
+            path = tree.rollup_path(unit)
+            if root in path:
+                below[unit] = path[path.index(root) :]
+        totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+
+        def add(unit_id: str, numbers: Doc) -> None:
+            for unit in below.get(unit_id, ()):
+                for name, value in numbers.items():
+                    totals[unit][name] += value
+
+        branch_ids = [u for u in below if (h := tree.get(u)) and h.level in MEMBER_LEVELS]
+        async for head in self.db[HEADCOUNT].find({"_id": {"$in": branch_ids}}):
+            add(head["_id"], {"required": head.get("eligible", 0)})
+        count_collection = CAMPAIGN_COUNTS if campaign else CONTEST_COUNTS
+        async for row in self.db[count_collection].find({key: target_id}):
+            add(row["branch_id"], {c: row.get(c, 0) for c in counters})
+
+        rows: dict[str, Doc] = {}
+        kind = "campaign" if campaign else "contest"
+        for unit, path in below.items():
+            history = tree.get(unit)
+            if history is None or not tree.exists(unit) or path[-1] != unit:
+                continue  # merged: its numbers are in its successor's row
+            rows[f"{target_id}:{unit}"] = _row(
+                target_id,
+                kind,
+                unit,
+                history.name_at(),
+                history.level,
+                path,
+                totals.get(unit, {}),
+                counters,
+            )
+        return rows
 
 
 def _row(
     target_id: str,
     kind: str,
-    unit: Doc,
+    unit_id: str,
+    name: str,
+    level: str,
     path: list[str],
     numbers: dict[str, float],
     counters: tuple[str, ...],
@@ -269,13 +315,13 @@ def _row(
     base = "studied" if kind == "campaign" else "participants"
     values["rate"] = round(100 * values[base] / required, 2) if required else None
     return {
-        "_id": f"{target_id}:{unit['_id']}",
+        "_id": f"{target_id}:{unit_id}",
         "kind": kind,
         "target_id": target_id,
-        "unit_id": unit["_id"],
-        "name": unit.get("name", ""),
-        "level": unit.get("level"),
-        "status": unit.get("status"),
+        "unit_id": unit_id,
+        "name": name,
+        "level": level,
+        "status": "active",
         "path": path,
         "parent_id": path[-2] if len(path) > 1 else None,
         "depth": len(path) - 1,

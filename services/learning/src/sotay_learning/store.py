@@ -2,8 +2,8 @@
 
 Question texts and answer keys, the papers members drew, their answers,
 reflection texts and the bodies of text materials go to these collections
-as `PrivateRecord`s in the same MongoDB transaction as the events
-(`EventStore.append(..., private=...)`); only the events reach Kafka.
+through the command's unit of work (`uow.private(collection, doc)`), in the
+same MongoDB transaction as the events; only the events reach Kafka.
 """
 
 QUESTIONS = "vault.questions"  # text, options, answer key

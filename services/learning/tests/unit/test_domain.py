@@ -12,7 +12,7 @@ from sotay_learning.domain import (
     StudyCampaign,
     build_materials,
 )
-from sotay_learning.errors import RuleBroken
+from sotay_platform.errors import ServiceError, status_of
 
 NOW = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
 
@@ -62,7 +62,7 @@ def test_a_campaign_rebuilds_from_its_events() -> None:
 
 def test_a_deadline_only_moves_later() -> None:
     c = campaign()
-    with pytest.raises(RuleBroken) as err:
+    with pytest.raises(ServiceError) as err:
         c.extend_deadline(NOW + timedelta(days=5), NOW)
     assert err.value.field == "deadline"
 
@@ -76,22 +76,22 @@ def test_material_studied_says_when_the_required_ones_are_done() -> None:
     flags = [getattr(ev, "required_completed", None) for ev in e.pending]
     assert flags == [None, False, True, None]  # StudyStarted, m1, m2, ResolutionStudied
     assert e.pending[-1].event_type == "ResolutionStudied"
-    with pytest.raises(RuleBroken) as err:
+    with pytest.raises(ServiceError) as err:
         e.study(c, "nope", "CB1", NOW)
-    assert (err.value.field, err.value.status_code) == ("material_id", 404)
+    assert (err.value.field, status_of(err.value)) == ("material_id", 404)
 
 
 def test_an_unknown_verdict_is_refused() -> None:
     c = campaign()
     e = Enrolment("HD:m1")
     e.submit_reflection(c, "CB1", NOW)
-    with pytest.raises(RuleBroken) as err:
+    with pytest.raises(ServiceError) as err:
         e.review_reflection("s1", "xuất sắc", "CB1")
     assert err.value.field == "verdict"
 
 
 def test_material_ids_are_unique() -> None:
-    with pytest.raises(RuleBroken) as err:
+    with pytest.raises(ServiceError) as err:
         build_materials(
             [
                 MaterialDraft(MaterialKind.link, "A", url="https://a.vn", material_id="x"),

@@ -12,12 +12,11 @@ import pytest
 from sotay_events import InMemoryEventStore, decode
 from sotay_events.catalogue.learning import MaterialKind, QuestionKind, QuizSettings
 from sotay_learning.domain import MaterialDraft
-from sotay_learning.errors import RuleBroken
 from sotay_learning.handlers import LearningService, QuestionDraft
 from sotay_learning.quiz import Answer, OptionDraft
-from sotay_learning.store import ANSWERS, QUESTIONS, REFLECTIONS
+from sotay_learning.store import ANSWERS, PAPERS, QUESTIONS, REFLECTIONS
 from sotay_platform.auth import Grant, Principal, Role
-from sotay_platform.errors import Forbidden, NotFound
+from sotay_platform.errors import Forbidden, ServiceError, status_of
 
 PROVINCE_ADMIN = Principal("admin-t", (Grant(Role.province_admin, "T"),))
 COMMUNE_ADMIN = Principal("admin-x1", (Grant(Role.committee_admin, "X1"),))
@@ -108,7 +107,7 @@ async def test_only_a_committee_covering_the_unit_launches(svc, clock) -> None:
 
 async def test_a_campaign_draws_only_from_banks_above_its_unit(svc, clock) -> None:
     await svc.create_bank(COMMUNE_ADMIN, "NHX1", "X1", "Ngân hàng xã")
-    with pytest.raises(RuleBroken) as err:
+    with pytest.raises(ServiceError) as err:
         await svc.launch_campaign(
             PROVINCE_ADMIN,
             campaign_id="HD",
@@ -157,7 +156,7 @@ async def test_launch_refuses_bad_input_naming_the_field(svc, clock) -> None:
         ({"unit_id": "NOPE"}, "unit_id"),
     ]
     for change, field in cases:
-        with pytest.raises((RuleBroken, NotFound)) as err:
+        with pytest.raises(ServiceError) as err:
             await svc.launch_campaign(PROVINCE_ADMIN, **(base | change))
         assert err.value.field == field, change
 
@@ -222,9 +221,9 @@ async def test_late_twice_and_out_of_scope_answers_are_refused(svc, store, clock
     key = await key_for(store, ids)
 
     clock.advance(minutes=15, seconds=20)  # past the time limit and its grace
-    with pytest.raises(RuleBroken) as late:
+    with pytest.raises(ServiceError) as late:
         await svc.submit_attempt(who, "HD57", 1, key)
-    assert (late.value.field, late.value.code, late.value.status_code) == ("answers", "late", 422)
+    assert (late.value.field, late.value.code, status_of(late.value)) == ("answers", "late", 422)
     assert "hết giờ" in late.value.message
 
     second = await svc.start_attempt(who, "HD57")  # the expired attempt used a turn
@@ -233,14 +232,14 @@ async def test_late_twice_and_out_of_scope_answers_are_refused(svc, store, clock
     wrong = [Answer(i, frozenset()) for i in ids2]
     result = await svc.submit_attempt(who, "HD57", 2, wrong)
     assert not result.passed and result.finished
-    with pytest.raises(RuleBroken) as twice:
+    with pytest.raises(ServiceError) as twice:
         await svc.submit_attempt(who, "HD57", 2, await key_for(store, ids2))
-    assert (twice.value.field, twice.value.code, twice.value.status_code) == (
+    assert (twice.value.field, twice.value.code, status_of(twice.value)) == (
         "attempt",
         "already_submitted",
         409,
     )
-    with pytest.raises(RuleBroken) as limit:
+    with pytest.raises(ServiceError) as limit:
         await svc.start_attempt(who, "HD57")
     assert limit.value.code == "attempt_limit"
 
@@ -257,11 +256,11 @@ async def test_after_the_deadline_nothing_is_accepted(svc, store, clock) -> None
     # The attempt ends with the campaign, not 15 minutes later.
     assert paper.attempt.expires_at == (await svc.load_campaign("HD57")).deadline
     clock.advance(minutes=11)
-    with pytest.raises(RuleBroken) as err:
+    with pytest.raises(ServiceError) as err:
         await svc.study_material(who, "HD57", "m1")
     assert (err.value.field, err.value.code) == ("campaign_id", "deadline_passed")
     ids = [x["question_id"] for x in paper.questions]
-    with pytest.raises(RuleBroken) as late:
+    with pytest.raises(ServiceError) as late:
         await svc.submit_attempt(who, "HD57", 1, await key_for(store, ids))
     assert late.value.code == "late"
 
@@ -288,20 +287,20 @@ async def test_a_campaign_without_quiz_is_studied_with_its_required_materials(
     assert enrolment.completed
     studied = decode(events(store, "Enrolment-HD57:m3")[-1])
     assert (studied.score, studied.passed, studied.materials_completed) == (None, None, 3)
-    with pytest.raises(RuleBroken) as err:
+    with pytest.raises(ServiceError) as err:
         await svc.start_attempt(who, "HD57")
     assert err.value.code == "no_quiz"
 
 
 async def test_reflections_are_reviewed_by_the_members_branch_secretary(svc, store, clock) -> None:
     await launch(svc, clock)
-    with pytest.raises(RuleBroken) as short:
+    with pytest.raises(ServiceError) as short:
         await svc.submit_reflection(member("m1"), "HD57", "Ngắn quá")
     assert short.value.field == "text"
     await svc.submit_reflection(member("m1"), "HD57", REFLECTION)
-    with pytest.raises(RuleBroken) as pending:
+    with pytest.raises(ServiceError) as pending:
         await svc.submit_reflection(member("m1"), "HD57", REFLECTION)
-    assert pending.value.status_code == 409
+    assert status_of(pending.value) == 409
 
     with pytest.raises(Forbidden):
         await svc.review_reflection(SECRETARY_CB2, "HD57", "m1", "đạt", "")
@@ -321,9 +320,41 @@ async def test_reflections_are_reviewed_by_the_members_branch_secretary(svc, sto
     assert mine["review"]["comment"] == "Tốt" and mine["submission"] == 2
 
     await svc.submit_reflection(SECRETARY_CB1, "HD57", REFLECTION)
-    with pytest.raises(RuleBroken) as own:
+    with pytest.raises(ServiceError) as own:
         await svc.review_reflection(SECRETARY_CB1, "HD57", "s1", "đạt", "")
     assert own.value.code == "self_review"
+
+
+class InterleavingStore(InMemoryEventStore):
+    """Every load lets the other commands run: racers all read before anyone commits."""
+
+    async def load(self, aggregate_type: str, aggregate_id: str) -> list:
+        await asyncio.sleep(0)
+        return await super().load(aggregate_type, aggregate_id)
+
+
+async def test_ten_racing_starts_of_one_member_give_one_attempt(directory, clock) -> None:
+    store = InterleavingStore()
+    for m, b in [("m1", "CB1")]:
+        directory.add(m, b)
+    svc = LearningService(store, directory, clock=clock, rng=random.Random(7))
+    await launch(svc, clock)
+    who = member("m1")
+    commits = 0
+
+    def count(_: list) -> None:
+        nonlocal commits
+        commits += 1
+
+    store.listeners.append(count)
+    papers = await asyncio.gather(*(svc.start_attempt(who, "HD57") for _ in range(10)))
+    assert sorted(p.created for p in papers) == [False] * 9 + [True]
+    assert {p.attempt.number for p in papers} == {1}
+    assert all(p.questions == papers[0].questions for p in papers)  # the one paper drawn
+    started = [e for e in events(store, "Enrolment-HD57:m1") if e.event_type.endswith("Started")]
+    assert [e.event_type for e in started] == ["StudyStarted", "QuizAttemptStarted"]
+    assert list(store.private[PAPERS]) == ["Enrolment:HD57:m1:1"]
+    assert commits == 1  # the nine others lost the race, wrote nothing and saw the winner's
 
 
 async def test_two_racing_submissions_of_one_attempt_score_once(svc, store, clock) -> None:
@@ -337,8 +368,8 @@ async def test_two_racing_submissions_of_one_attempt_score_once(svc, store, cloc
         return_exceptions=True,
     )
     kinds = sorted(type(r).__name__ for r in results)
-    assert kinds == ["QuizResult", "RuleBroken"]
-    refused = next(r for r in results if isinstance(r, RuleBroken))
+    assert kinds == ["QuizResult", "RuleConflict"]
+    refused = next(r for r in results if isinstance(r, ServiceError))
     assert refused.code == "already_submitted"
     submitted = [e for e in events(store, "Enrolment-HD57:m2") if "Submitted" in e.event_type]
     assert len(submitted) == 1
@@ -369,7 +400,7 @@ async def test_contest_entries_score_time_and_limits(svc, store, clock) -> None:
         starts_at=clock.now + timedelta(hours=1),
         ends_at=clock.now + timedelta(days=7),
     )
-    with pytest.raises(RuleBroken) as early:
+    with pytest.raises(ServiceError) as early:
         await svc.start_entry(member("m1"), "CT57")
     assert early.value.code == "not_started"
     clock.advance(hours=2)
@@ -384,7 +415,7 @@ async def test_contest_entries_score_time_and_limits(svc, store, clock) -> None:
     with pytest.raises(Forbidden):
         await svc.start_entry(member("m9", "CB9"), "CT57")
     await svc.start_entry(member("m1"), "CT57")
-    with pytest.raises(RuleBroken) as limit:
+    with pytest.raises(ServiceError) as limit:
         clock.advance(minutes=11)
         await svc.start_entry(member("m1"), "CT57")
     assert limit.value.code == "attempt_limit"
