@@ -11,9 +11,16 @@ code the secretary shows:
   B. one large meeting: all of its members check in at the same moment;
   C. the same large meeting again: every check-in is a duplicate (idempotent).
 
+and, as the baseline (issue 10), the same clients drive scenario A's requests
+against a bare FastAPI endpoint taking the same body, served by the same
+uvicorn set-up in the same run: the ratio says what the check-in itself costs
+over HTTP, JSON and the server.
+
 It prints check-ins per second and p50/p99 latency for each, checks that every
 check-in is in the event store exactly once, and waits for the outbox to
-publish them all. Not a unit test: `python bench/meetings_checkin.py --help`.
+publish them all. `--json PATH` writes {"checkin_per_s", "baseline_per_s",
+"checkin_ratio", "burst_p99_ms"}; `--quick` finishes in under two minutes.
+Not a unit test: `python bench/meetings_checkin.py --help`.
 """
 
 from __future__ import annotations
@@ -48,11 +55,49 @@ from sotay_events.catalogue.identity import (
 )
 from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated
 from sotay_events.kafka import make_broker
+from sotay_meetings.api import CheckInCode
 from sotay_platform.auth import Grant, Role, TokenIssuer
 from sotay_platform.settings import AuthSettings
 from sotay_platform.stack import EmbeddedStack, free_port
 
 DATABASE = "bench_meetings"
+BENCH_DIR = str(Path(__file__).resolve().parent)
+UVICORN_FLAGS = [
+    "--host",
+    "127.0.0.1",
+    "--log-level",
+    "warning",
+    "--no-access-log",
+    "--timeout-keep-alive",
+    "300",
+    "--backlog",
+    "4096",
+]
+
+
+def baseline_app() -> Any:
+    """The bare endpoint: the same path and body as a check-in, validated by the same model,
+    answered with a body of the same shape; no token, no cache, no store."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/meetings/{meeting_id}/check-in", status_code=201)
+    async def check_in(meeting_id: str, body: CheckInCode) -> dict[str, Any]:
+        return {
+            "meeting_id": meeting_id,
+            "member_id": "baseline",
+            "recorded": True,
+            "already_recorded": False,
+            "method": "self",
+            "message": "Đã điểm danh",
+        }
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
 
 
 @dataclass
@@ -65,6 +110,15 @@ class Run:
     def record(self, status: int, seconds: float) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
         self.latencies.append(seconds)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def p99_ms(self) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000 if ordered else 0.0
 
     def row(self) -> str:
         ordered = sorted(self.latencies)
@@ -194,7 +248,6 @@ async def meetings_server(
         "SOTAY_RELAY_IDLE_INTERVAL": "0.05",
         "SOTAY_LOG_LEVEL": "WARNING",
     }
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     if inprocess:
         from asgi_lifespan import LifespanManager
 
@@ -210,32 +263,36 @@ async def meetings_server(
             ) as client:
                 yield client
         return
+    async with uvicorn_server("sotay_meetings.main:create_app", env, workdir, "app") as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_server(
+    factory: str, env: dict[str, str], workdir: Path, name: str, app_dir: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """One uvicorn worker in a child process, with the same flags for the app and the baseline."""
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     port = free_port()
-    log = open(workdir / "meetings.log", "ab")  # noqa: SIM115, ASYNC230 - lives as long as the child
+    log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115, ASYNC230 - lives as long as the child
+    extra = ["--app-dir", app_dir] if app_dir else []
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
         [
             sys.executable,
             "-m",
             "uvicorn",
             "--factory",
-            "sotay_meetings.main:create_app",
-            "--host",
-            "127.0.0.1",
+            factory,
+            *extra,
             "--port",
             str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--timeout-keep-alive",
-            "300",
-            "--backlog",
-            "4096",
+            *UVICORN_FLAGS,
         ],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    SERVER_PID["app (uvicorn)"] = server.pid
+    SERVER_PID[f"{name} (uvicorn)"] = server.pid
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits
@@ -248,10 +305,11 @@ async def meetings_server(
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"meetings did not start; see {workdir / 'meetings.log'}")
+                    raise RuntimeError(f"{name} did not start; see {workdir / f'{name}.log'}")
                 await asyncio.sleep(0.2)
             yield client
     finally:
+        SERVER_PID.pop(f"{name} (uvicorn)", None)
         server.terminate()
         try:
             server.wait(timeout=15)
@@ -469,9 +527,25 @@ async def bench(stack: EmbeddedStack, workdir: Path, args: argparse.Namespace) -
         published_in = await wait_for(lambda: _outbox_empty(db), "the outbox relay", timeout=180)
         await mongo.close()
 
+    # The baseline: the same requests, clients and uvicorn set-up, a bare endpoint.
+    baseline: Run | None = None
+    if not args.inprocess:
+        bench_dir = BENCH_DIR
+        async with uvicorn_server(
+            "meetings_checkin:baseline_app", {}, workdir, "baseline", app_dir=bench_dir
+        ) as bare:
+            async with phones(bare, args.concurrency) as devices:
+                await run_checkins("baseline warm-up", devices, jobs_small[:50], 10)
+                baseline = await run_checkins(
+                    f"baseline: bare endpoint, same body, c={args.concurrency}",
+                    devices,
+                    jobs_small[50:],
+                    args.concurrency,
+                )
+
     print()
     print(HEADER)
-    for run in [warm, *runs]:
+    for run in [warm, *runs, *([baseline] if baseline else [])]:
         print(run.row())
     ok_a = runs[0].statuses.get(201, 0) == len(jobs_small) - 50
     ok_b = runs[1].statuses.get(201, 0) == len(jobs_large)
@@ -485,7 +559,25 @@ async def bench(stack: EmbeddedStack, workdir: Path, args: argparse.Namespace) -
         "all first check-ins recorded (201): "
         f"{'yes' if ok_a and ok_b else 'NO'}; duplicates answered 200: {'yes' if ok_c else 'NO'}"
     )
+    figures = {
+        "checkin_per_s": round(runs[0].rate, 1),
+        "baseline_per_s": round(baseline.rate, 1) if baseline else None,
+        "checkin_ratio": round(runs[0].rate / baseline.rate, 3) if baseline else None,
+        "burst_p99_ms": round(runs[1].p99_ms, 1),
+    }
+    print(
+        f"check-ins/s {figures['checkin_per_s']} against {figures['baseline_per_s']} for the "
+        f"bare endpoint: ratio {figures['checkin_ratio']} (target ≥ 0.5); "
+        f"{args.large} at once p99 {figures['burst_p99_ms']} ms"
+    )
+    if args.json:
+        write_json(args.json, figures)
     return 0 if ok_a and ok_b and ok_c else 1
+
+
+def write_json(path: str, figures: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print(f"figures written to {path}")
 
 
 async def _outbox_empty(db: Any) -> bool:
@@ -501,7 +593,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--large", type=int, default=250, help="members of the large meeting (250)")
     parser.add_argument("--concurrency", type=int, default=64, help="clients in scenario A (64)")
     parser.add_argument("--inprocess", action="store_true", help="run the app in this process")
-    return parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="60 small meetings: under two minutes")
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    args = parser.parse_args()
+    if args.quick:
+        args.meetings, args.large = min(args.meetings, 40), min(args.large, 150)
+    return args
 
 
 if __name__ == "__main__":

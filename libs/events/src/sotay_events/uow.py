@@ -294,6 +294,8 @@ class GroupCommit:
         (envelope,) = make_envelopes(
             write.aggregate_type, write.aggregate_id, 0, write.events, write.context or context
         )
+        if (size := len(envelope.to_bytes())) > MAX_EVENT_BYTES:
+            raise EventTooLarge(envelope.event_type, size)
         queued = _Queued(envelope, asyncio.get_running_loop().create_future())
         self._queue.append(queued)
         async with self._flushing:

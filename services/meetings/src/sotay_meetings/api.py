@@ -1,117 +1,158 @@
 """HTTP routes: parse, authorize, call a handler, shape the answer.
 
-Times come in as ISO 8601 (a time without a zone is Vietnam's local time) and go
-out both as ISO 8601 in UTC and, for people, as dd/mm/yyyy in Asia/Ho_Chi_Minh.
+Every field of a request is one of the shared input types (`sotay_platform.inputs`):
+bounded, normalised text, ASCII identifiers, datetimes within 2000..2100, bounded
+lists and integers, so hostile input answers 422 naming the field, and no event can
+outgrow what the broker accepts. Times come in as ISO 8601 (a time without a zone
+is Vietnam's local time) and go out both as ISO 8601 in UTC and, for people, as
+dd/mm/yyyy in Asia/Ho_Chi_Minh.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import calendar
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from annotated_types import Interval
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, Field
 
 from sotay_events.catalogue.meetings import MeetingKind
+from sotay_meetings.answers import (
+    AbsenceDecisionOut,
+    AbsenceRequestOut,
+    CheckInOut,
+    CodeOut,
+    InboxOut,
+    MeetingOut,
+    MeetingStatisticsOut,
+    MemberStatisticsOut,
+    PollOut,
+    RosterOut,
+    UnitMeetingsOut,
+    UnitReportsOut,
+    UnitStatisticsOut,
+    VoteOut,
+)
 from sotay_meetings.checkin import IssuedCode, qr_data_uri, qr_png, qr_svg
-from sotay_meetings.display import as_utc, date_vn, datetime_vn, local, short_vn
-from sotay_meetings.domain import GRADE_LABELS, KIND_LABELS, Grade, Meeting, Poll
+from sotay_meetings.display import date_vn, datetime_vn, local, short_vn
+from sotay_meetings.domain import (
+    GRADE_LABELS,
+    KIND_LABELS,
+    MAX_AGENDA,
+    MAX_OPTIONS,
+    Grade,
+    Meeting,
+    Poll,
+)
 from sotay_meetings.handlers import CheckIn, MeetingsService
-from sotay_meetings.projections import AWOL_FLAG_THRESHOLD, MeetingViews, Roster, UnitDirectory
+from sotay_meetings.projections import AWOL_FLAG_THRESHOLD, MeetingViews, Roster
 from sotay_platform.auth import READ_ROLES, Principal, current_principal
 from sotay_platform.errors import Forbidden, NotFound
+from sotay_platform.inputs import Code, EventDatetime, Items, Line, Text, Year
+from sotay_platform.org_units import OrgUnits, Resolved
+from sotay_platform.roster import Purpose, counts
+from sotay_platform.tree import end_of_day
 
 router = APIRouter(tags=["meetings"])
 
 Caller = Annotated[Principal, Depends(current_principal)]
 
+# The dependencies below are `async def` on purpose: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per request on the check-in path.
 
-def service(request: Request) -> MeetingsService:
+
+async def service(request: Request) -> MeetingsService:
     return request.app.state.service
 
 
-def views(request: Request) -> MeetingViews:
+async def views(request: Request) -> MeetingViews:
     return request.app.state.views
 
 
-def roster(request: Request) -> Roster:
+async def roster(request: Request) -> Roster:
     return request.app.state.roster
 
 
-def directory(request: Request) -> UnitDirectory:
+async def directory(request: Request) -> OrgUnits:
     return request.app.state.units
 
 
 Service = Annotated[MeetingsService, Depends(service)]
 Views = Annotated[MeetingViews, Depends(views)]
 RosterDep = Annotated[Roster, Depends(roster)]
-Units = Annotated[UnitDirectory, Depends(directory)]
+Units = Annotated[OrgUnits, Depends(directory)]
 
 
-# Requests.
+# Requests. The bounds keep the largest event (minutes at their limits, written in
+# four-byte characters) under the broker's message size (sotay_events.uow).
+
+Title = Annotated[str, Text(300)]
+Place = Annotated[str, Text(500, min_length=0)]
+Url = Annotated[str, Text(1000, min_length=0)]
+ReasonText = Annotated[str, Text(1000)]
+OptionalReasonText = Annotated[str, Text(1000, min_length=0)]
+Option = Annotated[str, Text(300)]
+Conclusion = Annotated[str, Text(1000)]
+DocumentIds = Annotated[list[Code], Items(100)]
 
 
 class ConveneMeeting(BaseModel):
-    unit_id: str = Field(min_length=1, max_length=64, examples=["HN.BD.CB01"])
+    unit_id: Code
     kind: MeetingKind = MeetingKind.regular
-    title: str = Field(min_length=1, max_length=300, examples=["Sinh hoạt chi bộ tháng 12/2026"])
-    starts_at: datetime = Field(examples=["2026-12-03T19:30:00+07:00"])
-    ends_at: datetime = Field(examples=["2026-12-03T21:30:00+07:00"])
-    location: str | None = Field(None, max_length=500, examples=["Nhà văn hóa khu phố 1"])
-    online_url: str | None = Field(None, max_length=1000)
-    agenda: list[str] = Field(default_factory=list, max_length=50)
-    document_ids: list[str] = Field(default_factory=list, max_length=100)
-    meeting_id: str | None = Field(
-        None,
-        min_length=8,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9._-]+$",
-        description="optional: a retried request with the same id convenes once",
+    title: Title = Field(examples=["Sinh hoạt chi bộ tháng 12/2026"])
+    starts_at: EventDatetime
+    ends_at: EventDatetime
+    location: Place | None = Field(None, examples=["Nhà văn hóa khu phố 1"])
+    online_url: Url | None = None
+    agenda: Annotated[list[Line], Items(MAX_AGENDA)] = Field(default_factory=list)
+    document_ids: DocumentIds = Field(default_factory=list)
+    meeting_id: Code | None = Field(
+        None, description="optional: a retried request with the same id convenes once"
     )
 
 
 class RescheduleMeeting(BaseModel):
-    starts_at: datetime
-    ends_at: datetime
-    location: str | None = Field(None, max_length=500)
-    online_url: str | None = Field(None, max_length=1000)
-    reason: str = Field("", max_length=1000)
+    starts_at: EventDatetime
+    ends_at: EventDatetime
+    location: Place | None = None
+    online_url: Url | None = None
+    reason: OptionalReasonText = ""
 
 
 class Reason(BaseModel):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: ReasonText
 
 
 class OptionalReason(BaseModel):
-    reason: str = Field("", max_length=1000)
+    reason: OptionalReasonText = ""
 
 
 class CheckInCode(BaseModel):
-    code: str = Field(min_length=1, max_length=12, examples=["482913"])
+    code: Annotated[str, Text(12)] = Field(examples=["482913"])
 
 
 class RecordAttendance(BaseModel):
-    member_id: str = Field(min_length=1, max_length=64)
+    member_id: Code
 
 
 class OpenPoll(BaseModel):
-    question: str = Field(min_length=1, max_length=1000)
-    options: list[str] = Field(
-        default_factory=lambda: ["Tán thành", "Không tán thành", "Ý kiến khác"],
-        min_length=2,
-        max_length=20,
+    question: ReasonText
+    options: Annotated[list[Option], Items(MAX_OPTIONS, min_items=2)] = Field(
+        default_factory=lambda: ["Tán thành", "Không tán thành", "Ý kiến khác"]
     )
     kind: Literal["opinion", "vote"] = "vote"
 
 
 class CastVote(BaseModel):
-    option: str = Field(min_length=1, max_length=300)
+    option: Option
 
 
 class RecordMinutes(BaseModel):
-    content: str = Field("", max_length=100_000)
-    conclusions: list[str] = Field(default_factory=list, max_length=100)
-    document_ids: list[str] = Field(default_factory=list, max_length=100)
+    content: Annotated[str, Text(40_000, min_length=0, multiline=True)] = ""
+    conclusions: Annotated[list[Conclusion], Items(20)] = Field(default_factory=list)
+    document_ids: DocumentIds = Field(default_factory=list)
 
 
 class GradeMeeting(BaseModel):
@@ -119,7 +160,7 @@ class GradeMeeting(BaseModel):
 
 
 class SubmitReport(BaseModel):
-    summary: str = Field("", max_length=20_000)
+    summary: Annotated[str, Text(20_000, min_length=0, multiline=True)] = ""
 
 
 # Answers.
@@ -171,6 +212,7 @@ def meeting_view(meeting: Meeting, path: list[str], *, detail: bool) -> dict[str
                 "to_unit_id": meeting.report_to,
                 "status": "acknowledged" if meeting.report_acknowledged_by else "submitted",
                 "summary": meeting.report_summary,
+                "acknowledged_on_behalf_of": meeting.report_acknowledged_for,
             }
             if meeting.report_to
             else None
@@ -236,7 +278,14 @@ async def _detail(svc: MeetingsService, caller: Principal, meeting: Meeting) -> 
 # Meetings.
 
 
-@router.post("/meetings", status_code=201)
+@router.post(
+    "/meetings",
+    status_code=201,
+    response_model=MeetingOut,
+    responses={
+        200: {"model": MeetingOut, "description": "already convened: the same meeting_id again"}
+    },
+)
 async def convene(
     body: ConveneMeeting,
     caller: Caller,
@@ -249,8 +298,8 @@ async def convene(
         unit_id=body.unit_id,
         kind=body.kind,
         title=body.title,
-        starts_at=as_utc(body.starts_at),
-        ends_at=as_utc(body.ends_at),
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
         location=body.location,
         online_url=body.online_url,
         agenda=body.agenda,
@@ -263,21 +312,21 @@ async def convene(
     return await _detail(svc, caller, meeting)
 
 
-@router.get("/meetings/{meeting_id}")
-async def get_meeting(meeting_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.get("/meetings/{meeting_id}", response_model=MeetingOut)
+async def get_meeting(meeting_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     meeting, _ = await svc.view(caller, meeting_id)
     return await _detail(svc, caller, meeting)
 
 
-@router.post("/meetings/{meeting_id}/reschedule")
+@router.post("/meetings/{meeting_id}/reschedule", response_model=MeetingOut)
 async def reschedule(
-    meeting_id: str, body: RescheduleMeeting, caller: Caller, svc: Service
+    meeting_id: Code, body: RescheduleMeeting, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     meeting = await svc.reschedule(
         caller,
         meeting_id,
-        starts_at=as_utc(body.starts_at),
-        ends_at=as_utc(body.ends_at),
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
         location=body.location,
         online_url=body.online_url,
         reason=body.reason,
@@ -285,17 +334,17 @@ async def reschedule(
     return await _detail(svc, caller, meeting)
 
 
-@router.post("/meetings/{meeting_id}/cancel")
-async def cancel(meeting_id: str, body: Reason, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.post("/meetings/{meeting_id}/cancel", response_model=MeetingOut)
+async def cancel(meeting_id: Code, body: Reason, caller: Caller, svc: Service) -> dict[str, Any]:
     return await _detail(svc, caller, await svc.cancel(caller, meeting_id, body.reason))
 
 
 # Absences.
 
 
-@router.post("/meetings/{meeting_id}/absences", status_code=201)
+@router.post("/meetings/{meeting_id}/absences", status_code=201, response_model=AbsenceRequestOut)
 async def request_absence(
-    meeting_id: str, body: Reason, caller: Caller, svc: Service
+    meeting_id: Code, body: Reason, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     meeting = await svc.request_absence(caller, meeting_id, body.reason)
     assert caller.member_id is not None
@@ -313,17 +362,21 @@ async def request_absence(
     }
 
 
-@router.post("/meetings/{meeting_id}/absences/{member_id}/approve")
+@router.post(
+    "/meetings/{meeting_id}/absences/{member_id}/approve", response_model=AbsenceDecisionOut
+)
 async def approve_absence(
-    meeting_id: str, member_id: str, caller: Caller, svc: Service
+    meeting_id: Code, member_id: Code, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     await svc.decide_absence(caller, meeting_id, member_id, approve=True)
     return {"meeting_id": meeting_id, "member_id": member_id, "status": "approved"}
 
 
-@router.post("/meetings/{meeting_id}/absences/{member_id}/decline")
+@router.post(
+    "/meetings/{meeting_id}/absences/{member_id}/decline", response_model=AbsenceDecisionOut
+)
 async def decline_absence(
-    meeting_id: str, member_id: str, body: OptionalReason, caller: Caller, svc: Service
+    meeting_id: Code, member_id: Code, body: OptionalReason, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     await svc.decide_absence(caller, meeting_id, member_id, approve=False, reason=body.reason)
     return {"meeting_id": meeting_id, "member_id": member_id, "status": "declined"}
@@ -332,8 +385,8 @@ async def decline_absence(
 # Attendance.
 
 
-@router.get("/meetings/{meeting_id}/checkin-code")
-async def checkin_code(meeting_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.get("/meetings/{meeting_id}/checkin-code", response_model=CodeOut)
+async def checkin_code(meeting_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     """The code to show at the meeting, as digits and as a QR image (SVG data URI)."""
     return code_view(await svc.checkin_code(caller, meeting_id))
 
@@ -343,7 +396,7 @@ async def checkin_code(meeting_id: str, caller: Caller, svc: Service) -> dict[st
     responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}},
 )
 async def checkin_qr(
-    meeting_id: str,
+    meeting_id: Code,
     caller: Caller,
     svc: Service,
     format: Literal["svg", "png"] = "svg",
@@ -358,9 +411,14 @@ async def checkin_qr(
     return Response(qr_svg(issued.payload), media_type="image/svg+xml", headers=headers)
 
 
-@router.post("/meetings/{meeting_id}/check-in")
+@router.post(
+    "/meetings/{meeting_id}/check-in",
+    status_code=201,
+    response_model=CheckInOut,
+    responses={200: {"model": CheckInOut, "description": "already recorded: nothing new"}},
+)
 async def check_in(
-    meeting_id: str, body: CheckInCode, caller: Caller, svc: Service, response: Response
+    meeting_id: Code, body: CheckInCode, caller: Caller, svc: Service, response: Response
 ) -> dict[str, Any]:
     """Self check-in with the code the secretary shows; a second check-in changes nothing."""
     result = await svc.check_in(caller, meeting_id, body.code)
@@ -368,9 +426,14 @@ async def check_in(
     return checkin_view(result)
 
 
-@router.post("/meetings/{meeting_id}/attendance")
+@router.post(
+    "/meetings/{meeting_id}/attendance",
+    status_code=201,
+    response_model=CheckInOut,
+    responses={200: {"model": CheckInOut, "description": "already recorded: nothing new"}},
+)
 async def record_attendance(
-    meeting_id: str, body: RecordAttendance, caller: Caller, svc: Service, response: Response
+    meeting_id: Code, body: RecordAttendance, caller: Caller, svc: Service, response: Response
 ) -> dict[str, Any]:
     """The secretary records a member present (for members without a phone)."""
     result = await svc.check_in_for(caller, meeting_id, body.member_id)
@@ -378,42 +441,46 @@ async def record_attendance(
     return checkin_view(result)
 
 
-@router.get("/meetings/{meeting_id}/statistics")
-async def meeting_statistics(meeting_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.get("/meetings/{meeting_id}/statistics", response_model=MeetingStatisticsOut)
+async def meeting_statistics(meeting_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     return await svc.statistics(caller, meeting_id)
 
 
 # Polls.
 
 
-@router.post("/meetings/{meeting_id}/polls", status_code=201)
+@router.post("/meetings/{meeting_id}/polls", status_code=201, response_model=PollOut)
 async def open_poll(
-    meeting_id: str, body: OpenPoll, caller: Caller, svc: Service
+    meeting_id: Code, body: OpenPoll, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     return poll_view(
         await svc.open_poll(caller, meeting_id, body.question, body.options, body.kind)
     )
 
 
-@router.post("/meetings/{meeting_id}/polls/{poll_id}/votes", status_code=201)
+@router.post(
+    "/meetings/{meeting_id}/polls/{poll_id}/votes", status_code=201, response_model=VoteOut
+)
 async def vote(
-    meeting_id: str, poll_id: str, body: CastVote, caller: Caller, svc: Service
+    meeting_id: Code, poll_id: Code, body: CastVote, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     await svc.vote(caller, meeting_id, poll_id, body.option)
     return {"meeting_id": meeting_id, "poll_id": poll_id, "message": "Đã ghi nhận biểu quyết"}
 
 
-@router.post("/meetings/{meeting_id}/polls/{poll_id}/close")
-async def close_poll(meeting_id: str, poll_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.post("/meetings/{meeting_id}/polls/{poll_id}/close", response_model=PollOut)
+async def close_poll(
+    meeting_id: Code, poll_id: Code, caller: Caller, svc: Service
+) -> dict[str, Any]:
     return poll_view(await svc.close_poll(caller, meeting_id, poll_id))
 
 
 # After the meeting.
 
 
-@router.post("/meetings/{meeting_id}/minutes")
+@router.post("/meetings/{meeting_id}/minutes", response_model=MeetingOut)
 async def record_minutes(
-    meeting_id: str, body: RecordMinutes, caller: Caller, svc: Service
+    meeting_id: Code, body: RecordMinutes, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     meeting = await svc.record_minutes(
         caller, meeting_id, body.content, body.conclusions, body.document_ids
@@ -421,27 +488,27 @@ async def record_minutes(
     return await _detail(svc, caller, meeting)
 
 
-@router.post("/meetings/{meeting_id}/close")
-async def close(meeting_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.post("/meetings/{meeting_id}/close", response_model=MeetingOut)
+async def close(meeting_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     return await _detail(svc, caller, await svc.close(caller, meeting_id))
 
 
-@router.post("/meetings/{meeting_id}/grade")
+@router.post("/meetings/{meeting_id}/grade", response_model=MeetingOut)
 async def grade(
-    meeting_id: str, body: GradeMeeting, caller: Caller, svc: Service
+    meeting_id: Code, body: GradeMeeting, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     return await _detail(svc, caller, await svc.grade(caller, meeting_id, body.grade))
 
 
-@router.post("/meetings/{meeting_id}/report", status_code=201)
+@router.post("/meetings/{meeting_id}/report", status_code=201, response_model=MeetingOut)
 async def submit_report(
-    meeting_id: str, body: SubmitReport, caller: Caller, svc: Service
+    meeting_id: Code, body: SubmitReport, caller: Caller, svc: Service
 ) -> dict[str, Any]:
     return await _detail(svc, caller, await svc.submit_report(caller, meeting_id, body.summary))
 
 
-@router.post("/meetings/{meeting_id}/report/acknowledge")
-async def acknowledge_report(meeting_id: str, caller: Caller, svc: Service) -> dict[str, Any]:
+@router.post("/meetings/{meeting_id}/report/acknowledge", response_model=MeetingOut)
+async def acknowledge_report(meeting_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
     meeting = await svc.acknowledge_report(caller, meeting_id)
     return meeting_view(meeting, await svc.path_of(meeting), detail=False)
 
@@ -489,13 +556,13 @@ def invitation_view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/inbox", tags=["inbox"])
+@router.get("/inbox", tags=["inbox"], response_model=InboxOut)
 async def inbox(
     caller: Caller,
     views: Views,
     svc: Service,
     upcoming: bool = False,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Interval(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """The caller's meeting invitations, newest first, with notices of changes."""
     if not caller.member_id:
@@ -508,23 +575,23 @@ async def inbox(
 # Units: roster, meetings, reports received, statistics.
 
 
-async def _unit_path(units: UnitDirectory, unit_id: str) -> list[str]:
+async def _resolved(units: OrgUnits, unit_id: str) -> Resolved:
+    """The unit as it stands now (a merged unit answers as its successor)."""
     resolved = await units.resolve(unit_id)
     if resolved is None:
         raise NotFound(f"Không tìm thấy đơn vị {unit_id}", field="unit_id")
-    return resolved.path
+    return resolved
 
 
-@router.get("/units/{unit_id}/roster", tags=["units"])
+@router.get("/units/{unit_id}/roster", tags=["units"], response_model=RosterOut)
 async def unit_roster(
-    unit_id: str, caller: Caller, units: Units, roster: RosterDep
+    unit_id: Code, caller: Caller, units: Units, roster: RosterDep, svc: Service
 ) -> dict[str, Any]:
     """The branch's members as meetings knows them (from identity's events)."""
-    resolved = await units.resolve(unit_id)
-    if resolved is None:
-        raise NotFound(f"Không tìm thấy đơn vị {unit_id}", field="unit_id")
+    resolved = await _resolved(units, unit_id)
     caller.require(READ_ROLES, resolved.path)
     members = await roster.listing(resolved.absorbed)
+    now = svc.clock()
     return {
         "unit_id": resolved.id,
         "members": [
@@ -533,9 +600,7 @@ async def unit_roster(
                 "full_name": m.get("full_name", ""),
                 "status": m.get("status"),
                 "approved": m.get("approved", False),
-                "expected_at_meetings": bool(
-                    m.get("approved") and m.get("status") in ("official", "probationary")
-                ),
+                "expected_at_meetings": counts(m, Purpose.attend, now),
             }
             for m in members
         ],
@@ -549,30 +614,33 @@ def summary_view(doc: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-@router.get("/units/{unit_id}/meetings", tags=["units"])
+@router.get("/units/{unit_id}/meetings", tags=["units"], response_model=UnitMeetingsOut)
 async def unit_meetings(
-    unit_id: str, caller: Caller, units: Units, views: Views, year: int | None = None
+    unit_id: Code, caller: Caller, units: Units, views: Views, year: Year | None = None
 ) -> dict[str, Any]:
-    caller.require(READ_ROLES, await _unit_path(units, unit_id))
+    """The unit's meetings (and those of the units merged into it), newest first."""
+    resolved = await _resolved(units, unit_id)
+    caller.require(READ_ROLES, resolved.path)
     return {
-        "unit_id": unit_id,
-        "meetings": [summary_view(d) for d in await views.meetings_of(unit_id, year)],
+        "unit_id": resolved.id,
+        "meetings": [summary_view(d) for d in await views.meetings_of(resolved.absorbed, year)],
     }
 
 
-@router.get("/units/{unit_id}/reports", tags=["units"])
+@router.get("/units/{unit_id}/reports", tags=["units"], response_model=UnitReportsOut)
 async def unit_reports(
-    unit_id: str,
+    unit_id: Code,
     caller: Caller,
     units: Units,
     views: Views,
     status: Literal["submitted", "acknowledged"] | None = None,
 ) -> dict[str, Any]:
-    """Branch reports sent to this committee."""
-    caller.require(READ_ROLES, await _unit_path(units, unit_id))
+    """Branch reports sent to this committee (or to a committee merged into it)."""
+    resolved = await _resolved(units, unit_id)
+    caller.require(READ_ROLES, resolved.path)
     return {
-        "unit_id": unit_id,
-        "reports": [summary_view(d) for d in await views.reports_to(unit_id, status)],
+        "unit_id": resolved.id,
+        "reports": [summary_view(d) for d in await views.reports_to(resolved.absorbed, status)],
     }
 
 
@@ -584,27 +652,49 @@ def _rate(figures: dict[str, int]) -> float | None:
     return round(100 * figures.get("present", 0) / invited, 1) if invited else None
 
 
-@router.get("/units/{unit_id}/statistics", tags=["statistics"])
+def month_moments(year: int, now: datetime) -> dict[int, datetime]:
+    """Each month of `year` that has begun, with the moment its figure is taken: the end
+    of its last day in Vietnam, or now for the month under way (sotay_platform.tree)."""
+    moments: dict[int, datetime] = {}
+    for month in range(1, 13):
+        if date(year, month, 1) > local(now).date():
+            break
+        last = date(year, month, calendar.monthrange(year, month)[1])
+        moments[month] = min(now, end_of_day(last))
+    return moments
+
+
+@router.get("/units/{unit_id}/statistics", tags=["statistics"], response_model=UnitStatisticsOut)
 async def unit_statistics(
-    unit_id: str,
+    unit_id: Code,
     caller: Caller,
     units: Units,
     views: Views,
     roster: RosterDep,
     svc: Service,
-    year: int | None = None,
+    year: Year | None = None,
 ) -> dict[str, Any]:
-    """Closed meetings of the unit (and the branches under it), by month and for the year;
-    members absent without leave from three or more branch meetings are flagged."""
-    caller.require(READ_ROLES, await _unit_path(units, unit_id))
-    year = year or local(svc.clock()).year
+    """Closed meetings of the unit and the branches under it, by month and for the year;
+    members absent without leave from three or more branch meetings are flagged.
+
+    Each month counts the branches of the unit's subtree as the tree stood at the end of
+    that month (a merged branch counts in the unit it had merged into by then; a month
+    before the unit existed has no row), and the year is the sum of its months."""
+    caller.require(READ_ROLES, (await _resolved(units, unit_id)).path)
+    now = svc.clock()
+    year = year or local(now).year
+    tree = await units.tree(unit_id)
+    counted = {m: set(tree.subtree(unit_id, at)) for m, at in month_moments(year, now).items()}
+    every = sorted(set().union(*counted.values())) if counted else []
     months: dict[int, dict[str, int]] = {}
-    for doc in await views.unit_months(unit_id, year):
+    for doc in await views.branch_months(every, year) if every else []:
+        if doc["unit_id"] not in counted.get(doc["month"], ()):
+            continue
         month = months.setdefault(doc["month"], dict.fromkeys(FIGURES, 0))
         for key in FIGURES:
             month[key] += doc.get(key, 0)
     total = {key: sum(m[key] for m in months.values()) for key in FIGURES}
-    flagged = await views.flagged(unit_id, year)
+    flagged = await views.flagged(every, year) if every else []
     names = await roster.names([f["member_id"] for f in flagged])
     return {
         "unit_id": unit_id,
@@ -631,22 +721,25 @@ async def unit_statistics(
     }
 
 
-@router.get("/members/{member_id}/statistics", tags=["statistics"])
+@router.get(
+    "/members/{member_id}/statistics", tags=["statistics"], response_model=MemberStatisticsOut
+)
 async def member_statistics(
-    member_id: str,
+    member_id: Code,
     caller: Caller,
     units: Units,
     views: Views,
     roster: RosterDep,
     svc: Service,
-    year: int | None = None,
+    year: Year | None = None,
 ) -> dict[str, Any]:
     """A member's attendance by month and for the year: the member, or their branch's committees."""
     if caller.member_id != member_id:
         member = await roster.get(member_id)
         if member is None or not member.get("branch_id"):
             raise NotFound(f"Không tìm thấy đảng viên {member_id}", field="member_id")
-        caller.require(READ_ROLES, await units.path(member["branch_id"]))
+        branch = await units.resolve(member["branch_id"])
+        caller.require(READ_ROLES, branch.path if branch else [member["branch_id"]])
     year = year or local(svc.clock()).year
     keys = ("invited", "present", "excused", "absent_without_leave")
     months = [

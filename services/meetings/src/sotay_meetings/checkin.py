@@ -11,14 +11,15 @@ checking in within one second must all succeed at once. So:
   meeting command and refilled from the event store on a miss, so the hot path
   makes one Redis round trip and never replays the meeting's history;
 - each check-in is the first event of its own stream (`Attendance`
-  `<meeting>:<member>`, expected version 0), and concurrent ones are written
-  together in one unordered `insert_many`: a duplicate fails on the store's
-  unique (stream, version) index alone and is answered as "already recorded".
+  `<meeting>:<member>`, expected version 0), committed through `GroupCommit`:
+  concurrent ones are written together in one unordered `insert_many`, and a
+  duplicate fails on the store's unique (stream, version) index alone. The
+  close writes `AttendanceClosed` into the stream of every invitee not present,
+  so the same index refuses a check-in that arrives after the close counted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -35,16 +36,7 @@ import segno
 from pymongo import ASCENDING
 from redis.asyncio import Redis
 
-from sotay_events import (
-    CommandContext,
-    ConcurrencyConflict,
-    DomainEvent,
-    EventEnvelope,
-    EventStore,
-    InMemoryEventStore,
-    MongoEventStore,
-)
-from sotay_events.store import make_envelopes
+from sotay_events import InMemoryEventStore, MongoEventStore
 from sotay_meetings.domain import Meeting
 
 log = logging.getLogger(__name__)
@@ -268,92 +260,10 @@ class LocalMeetingCache:
         return self.wrong.get((meeting_id, member_id), 0)
 
 
-# New streams: a check-in or a vote is the first and only event of its stream.
-
-
-class StreamStarter(Protocol):
-    async def start(
-        self, aggregate_type: str, aggregate_id: str, event: DomainEvent, context: CommandContext
-    ) -> EventEnvelope | None:
-        """Append `event` as version 1 of a new stream; None if the stream already exists."""
-        ...
-
-
-class DirectStreamStarter:
-    """One append per call, on any `EventStore` (the in-memory one in unit tests)."""
-
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
-
-    async def start(
-        self, aggregate_type: str, aggregate_id: str, event: DomainEvent, context: CommandContext
-    ) -> EventEnvelope | None:
-        try:
-            [envelope] = await self.store.append(aggregate_type, aggregate_id, 0, [event], context)
-        except ConcurrencyConflict:
-            return None
-        return envelope
-
-
-@dataclass
-class _Pending:
-    envelope: EventEnvelope
-    done: asyncio.Future[EventEnvelope | None]
-
-
-class BatchedStreamStarter:
-    """Group commit: what arrives while a write is in flight leaves in the next one.
-
-    Each document is an independent stream at version 1, so the insert is unordered
-    and needs no transaction; the unique (stream, version) index turns a second
-    check-in of the same member into a duplicate-key error for that item alone.
-    Under light load a check-in is written at once; under a burst one insert
-    carries hundreds.
-    """
-
-    def __init__(self, store: MongoEventStore, *, max_batch: int = 500, flushers: int = 2) -> None:
-        self.store = store
-        self.max_batch = max_batch
-        self.max_flushers = max(1, flushers)
-        self._queue: list[_Pending] = []
-        self._flushers: set[asyncio.Task[None]] = set()
-        self.batches = 0
-        self.written = 0
-
-    async def start(
-        self, aggregate_type: str, aggregate_id: str, event: DomainEvent, context: CommandContext
-    ) -> EventEnvelope | None:
-        # The envelope is made here, inside the request, so it carries the request's trace.
-        [envelope] = make_envelopes(aggregate_type, aggregate_id, 0, [event], context)
-        done: asyncio.Future[EventEnvelope | None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(envelope, done))
-        if len(self._flushers) < self.max_flushers:
-            task = asyncio.create_task(self._flush())
-            self._flushers.add(task)
-            task.add_done_callback(self._flushers.discard)
-        return await done
-
-    async def _flush(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-            await self._write(batch)
-
-    async def _write(self, batch: list[_Pending]) -> None:
-        try:
-            started = await self.store.start_streams([p.envelope for p in batch])
-        except Exception as exc:
-            for pending in batch:
-                if not pending.done.done():
-                    pending.done.set_exception(exc)
-            return
-        self.batches += 1
-        self.written += sum(started)
-        for pending, new in zip(batch, started, strict=True):
-            if not pending.done.done():  # else the caller went away
-                pending.done.set_result(pending.envelope if new else None)
-
-
 # What happened, read from the event store itself (never a lagging projection).
+
+
+PRESENT = "AttendanceRecorded"
 
 
 class Ledger(Protocol):
@@ -378,14 +288,19 @@ class MongoLedger:
 
     async def present(self, meeting_id: str) -> set[str]:
         cursor = self.events.find(
-            {"payload.meeting_id": meeting_id, "aggregate_type": "Attendance"},
+            {
+                "payload.meeting_id": meeting_id,
+                "aggregate_type": "Attendance",
+                "event_type": PRESENT,
+            },
             {"payload.member_id": 1},
         )
         return {doc["payload"]["member_id"] async for doc in cursor}
 
     async def is_present(self, meeting_id: str, member_id: str) -> bool:
         stream = f"Attendance-{meeting_id}:{member_id}"
-        return await self.events.find_one({"stream_id": stream}, {"_id": 1}) is not None
+        found = await self.events.find_one({"stream_id": stream}, {"event_type": 1})
+        return found is not None and found["event_type"] == PRESENT
 
     async def votes(self, meeting_id: str, poll_id: str) -> dict[str, str]:
         cursor = self.events.find(
@@ -414,10 +329,11 @@ class MemoryLedger:
         ]
 
     async def present(self, meeting_id: str) -> set[str]:
-        return {p["member_id"] for p in self._facts("Attendance", meeting_id)}
+        return {p["member_id"] for p in self._facts("Attendance", meeting_id) if "method" in p}
 
     async def is_present(self, meeting_id: str, member_id: str) -> bool:
-        return f"Attendance-{meeting_id}:{member_id}" in self.store.streams
+        stream = self.store.streams.get(f"Attendance-{meeting_id}:{member_id}", [])
+        return any(e.event_type == PRESENT for e in stream)
 
     async def votes(self, meeting_id: str, poll_id: str) -> dict[str, str]:
         return {

@@ -21,6 +21,7 @@ from sotay_events.catalogue.meetings import (
     AbsenceApproved,
     AbsenceDeclined,
     AbsenceRequested,
+    AttendanceClosed,
     AttendanceRecorded,
     BranchReportAcknowledged,
     BranchReportSubmitted,
@@ -36,7 +37,7 @@ from sotay_events.catalogue.meetings import (
     VoteRecorded,
 )
 from sotay_meetings.display import datetime_vn
-from sotay_platform.errors import ServiceError
+from sotay_platform.errors import Conflict, Forbidden, Invalid
 
 Grade = Literal["excellent", "good", "average", "poor"]
 GRADE_LABELS: dict[str, str] = {
@@ -61,41 +62,33 @@ CONVENED, CANCELLED, CLOSED = "convened", "cancelled", "closed"
 PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
 
 
-class MeetingError(ServiceError):
-    """A command the rules refuse; `field` names the input at fault."""
+class RuleBroken(Invalid):
+    """Bad input for the rule (422); `field` names the input at fault."""
 
-    status_code = 422
     code = "rule_broken"
 
 
-class RuleBroken(MeetingError):
-    """Bad input for the rule (422)."""
-
-
-class WrongTime(MeetingError):
+class WrongTime(Invalid):
     """Too early or too late for this action (422)."""
 
     code = "wrong_time"
 
 
-class WrongState(MeetingError):
+class WrongState(Conflict):
     """The meeting is not in a state that allows it: cancelled, closed, not yet closed (409)."""
 
-    status_code = 409
     code = "wrong_state"
 
 
-class Duplicate(MeetingError):
+class Duplicate(Conflict):
     """Already done: the same action twice (409)."""
 
-    status_code = 409
     code = "duplicate"
 
 
-class NotInvited(MeetingError):
+class NotInvited(Forbidden):
     """The member is not on this meeting's list (403)."""
 
-    status_code = 403
     code = "not_invited"
 
 
@@ -184,6 +177,7 @@ class Meeting(Aggregate):
         self.report_summary = ""
         self.report_submitted_by: str | None = None
         self.report_acknowledged_by: str | None = None
+        self.report_acknowledged_for: str | None = None  # on behalf of (the central office)
 
     # State: events are facts, no rules here.
 
@@ -235,6 +229,7 @@ class Meeting(Aggregate):
                 self.report_submitted_by = event.submitted_by
             case BranchReportAcknowledged():
                 self.report_acknowledged_by = event.acknowledged_by
+                self.report_acknowledged_for = event.on_behalf_of
 
     # Queries.
 
@@ -480,7 +475,10 @@ class Meeting(Aggregate):
             )
         )
 
-    def close(self, present: set[str], now: datetime) -> MeetingClosed:
+    def close(self, present: set[str], now: datetime) -> tuple[MeetingClosed, list[Attendance]]:
+        """The final attendance, and for each invitee not present the one event of their
+        attendance stream (`AttendanceClosed`): committed together, they leave no room for
+        a check-in to land uncounted after the close."""
         if self.status == CLOSED:
             raise Duplicate("Cuộc họp đã kết thúc trước đó", field="meeting_id")
         self._require_convened()
@@ -512,7 +510,13 @@ class Meeting(Aggregate):
             absent_without_leave_ids=absent_ids,
         )
         self.record(event)
-        return event
+        closed = [
+            Attendance.close_for(self.id, self.unit_id, m, "excused") for m in excused_ids
+        ] + [
+            Attendance.close_for(self.id, self.unit_id, m, "absent_without_leave")
+            for m in absent_ids
+        ]
+        return event, closed
 
     def grade_quality(self, grade: Grade, by: str) -> None:
         self._require_closed("đánh giá chất lượng")
@@ -544,7 +548,8 @@ class Meeting(Aggregate):
             )
         )
 
-    def acknowledge_report(self, by_unit_id: str, by: str) -> None:
+    def acknowledge_report(self, by_unit_id: str, by: str, on_behalf: bool = False) -> None:
+        """`on_behalf`: the central office acknowledges for the committee `by_unit_id`."""
         if self.report_to is None:
             raise WrongState(
                 "Chi bộ chưa gửi báo cáo cuộc họp này", field="meeting_id", code="no_report"
@@ -553,7 +558,11 @@ class Meeting(Aggregate):
             raise Duplicate("Báo cáo đã được tiếp nhận trước đó", field="meeting_id")
         self.record(
             BranchReportAcknowledged(
-                meeting_id=self.id, unit_id=self.unit_id, by_unit_id=by_unit_id, acknowledged_by=by
+                meeting_id=self.id,
+                unit_id=self.unit_id,
+                by_unit_id=by_unit_id,
+                acknowledged_by=by,
+                on_behalf_of=by_unit_id if on_behalf else None,
             )
         )
 
@@ -585,6 +594,7 @@ class Attendance(Aggregate):
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.method: str | None = None
+        self.closed_as: str | None = None  # the meeting closed before the member checked in
 
     @staticmethod
     def stream_id(meeting_id: str, member_id: str) -> str:
@@ -593,6 +603,24 @@ class Attendance(Aggregate):
     def apply(self, event: DomainEvent) -> None:
         if isinstance(event, AttendanceRecorded):
             self.method = event.method
+        elif isinstance(event, AttendanceClosed):
+            self.closed_as = event.outcome
+
+    @classmethod
+    def close_for(
+        cls,
+        meeting_id: str,
+        unit_id: str,
+        member_id: str,
+        outcome: Literal["excused", "absent_without_leave"],
+    ) -> Attendance:
+        attendance = cls(cls.stream_id(meeting_id, member_id))
+        attendance.record(
+            AttendanceClosed(
+                meeting_id=meeting_id, unit_id=unit_id, member_id=member_id, outcome=outcome
+            )
+        )
+        return attendance
 
     @classmethod
     def record_presence(

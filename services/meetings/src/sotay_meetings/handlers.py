@@ -1,19 +1,29 @@
-"""One method per command: load, authorize against the unit's path, decide, append.
+"""One method per command: load, authorize against the unit's path, decide, commit.
 
-Meeting commands load the meeting's stream (a few dozen events at most) and
-append with the expected version. Check-ins and votes never load it: they read
-the meeting's hot state from the cache and start a stream of their own.
+Meeting commands load the meeting's stream (a few dozen events at most) in a unit
+of work and commit it with the expected version; a stream that moved meanwhile
+runs the command again on fresh state (`retry_on_conflict`). Check-ins and votes
+never load it: they read the meeting's hot state from the cache and start a
+stream of their own through `GroupCommit`, which writes concurrent ones together.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from sotay_events import CommandContext, EventStore, Repository, new_event_id
+from sotay_events import (
+    CommandContext,
+    ConcurrencyConflict,
+    EventStore,
+    EventTooLarge,
+    UnitOfWork,
+    new_event_id,
+    retry_on_conflict,
+)
 from sotay_events.catalogue.meetings import MeetingKind
 from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_meetings.checkin import (
@@ -23,7 +33,6 @@ from sotay_meetings.checkin import (
     IssuedCode,
     Ledger,
     MeetingCache,
-    StreamStarter,
     utc_now,
 )
 from sotay_meetings.domain import (
@@ -39,14 +48,17 @@ from sotay_meetings.domain import (
     Window,
     WrongState,
 )
-from sotay_meetings.projections import ResolvedUnit
 from sotay_platform.auth import READ_ROLES, Principal, Role
-from sotay_platform.errors import Forbidden, Invalid, NotFound, ServiceError
+from sotay_platform.errors import Forbidden, Invalid, NotFound, TooManyRequests
+from sotay_platform.org_units import Resolved
 
 log = logging.getLogger(__name__)
 
 BRANCH_LEVELS = {OrgLevel.branch.value, OrgLevel.grassroots_branch.value}
 SUPERIOR_ROLES = frozenset({Role.committee_admin, Role.province_admin})
+# The central office's operators act for any committee; the event says so.
+ON_BEHALF_ROLES = frozenset({Role.system_admin})
+WRONG_CODE_WINDOW_SECONDS = 900
 
 
 def organisers(kind: MeetingKind) -> frozenset[Role]:
@@ -60,17 +72,22 @@ def attendance_takers(kind: MeetingKind) -> frozenset[Role]:
     return organisers(kind) | {Role.branch_committee_member}
 
 
-class TooManyAttempts(ServiceError):
-    status_code = 429
+class TooManyAttempts(TooManyRequests):
     code = "too_many_attempts"
 
 
 class Units(Protocol):
-    async def resolve(self, unit_id: str) -> ResolvedUnit | None: ...
+    async def resolve(self, unit_id: str, at: datetime | None = None) -> Resolved | None: ...
 
 
 class RosterSource(Protocol):
-    async def expected(self, unit_ids: Sequence[str], kind: MeetingKind) -> list[str]: ...
+    async def expected(
+        self, unit_ids: Sequence[str], kind: MeetingKind, at: datetime
+    ) -> list[str]: ...
+
+
+class UnitsOfWork(Protocol):
+    def unit_of_work(self) -> UnitOfWork: ...
 
 
 @dataclass(frozen=True)
@@ -89,29 +106,28 @@ class MeetingsService:
         units: Units,
         roster: RosterSource,
         cache: MeetingCache,
-        starter: StreamStarter,
+        hot_path: UnitsOfWork,
         ledger: Ledger,
         codes: CheckinCodes,
         window: Window | None = None,
         clock: Clock = utc_now,
         max_wrong_codes: int = 10,
-        on_saved: Callable[[], None] = lambda: None,
     ) -> None:
-        self.meetings = Repository(store, Meeting)
+        """`hot_path` commits check-ins and votes (a `GroupCommit` over `store`)."""
+        self.store = store
         self.units = units
         self.roster = roster
         self.cache = cache
-        self.starter = starter
+        self.hot_path = hot_path
         self.ledger = ledger
         self.codes = codes
         self.window = window or Window()
         self.clock = clock
         self.max_wrong_codes = max_wrong_codes
-        self.on_saved = on_saved
 
     # Loading and saving.
 
-    async def unit(self, unit_id: str, field: str = "unit_id") -> ResolvedUnit:
+    async def unit(self, unit_id: str, field: str = "unit_id") -> Resolved:
         unit = await self.units.resolve(unit_id)
         if unit is None:
             raise NotFound(
@@ -119,8 +135,9 @@ class MeetingsService:
             )
         return unit
 
-    async def load(self, meeting_id: str) -> Meeting:
-        meeting = await self.meetings.get(meeting_id)
+    async def load(self, meeting_id: str, uow: UnitOfWork | None = None) -> Meeting:
+        """The meeting, tracked by `uow` when given (its events commit with it)."""
+        meeting = await (uow or self.store.unit_of_work()).get(Meeting, meeting_id)
         if meeting is None:
             raise NotFound(f"Không tìm thấy cuộc họp {meeting_id}", field="meeting_id")
         return meeting
@@ -130,8 +147,9 @@ class MeetingsService:
         unit = await self.units.resolve(meeting.unit_id)
         return unit.path if unit else [meeting.unit_id]
 
-    async def _save(
+    async def _commit(
         self,
+        uow: UnitOfWork,
         meeting: Meeting,
         principal: Principal,
         path: Sequence[str],
@@ -142,8 +160,7 @@ class MeetingsService:
         context = CommandContext(actor=principal.subject, org_path=tuple(path))
         if correlation_id:
             context = replace(context, correlation_id=correlation_id)
-        await self.meetings.save(meeting, context)
-        self.on_saved()
+        await _commit(uow, context)
         await self._refresh(meeting, path)
 
     async def _refresh(self, meeting: Meeting, path: Sequence[str]) -> None:
@@ -168,6 +185,7 @@ class MeetingsService:
 
     # Convening.
 
+    @retry_on_conflict()
     async def convene(
         self,
         principal: Principal,
@@ -193,8 +211,9 @@ class MeetingsService:
                 field="unit_id",
             )
         principal.require(organisers(kind), unit.path)
+        uow = self.store.unit_of_work()
         if meeting_id:
-            existing = await self.meetings.get(meeting_id)
+            existing = await uow.get(Meeting, meeting_id)
             if existing is not None:
                 if (existing.unit_id, existing.title, existing.starts_at) == (
                     unit.id,
@@ -205,7 +224,8 @@ class MeetingsService:
                 raise Duplicate(
                     f"Mã cuộc họp {meeting_id} đã được dùng cho cuộc họp khác", field="meeting_id"
                 )
-        invitees = await self.roster.expected(unit.absorbed, kind)
+        now = self.clock()
+        invitees = await self.roster.expected(unit.absorbed, kind, now)
         meeting = Meeting.convene(
             meeting_id or new_event_id(),
             unit_id=unit.id,
@@ -218,17 +238,21 @@ class MeetingsService:
             agenda=list(agenda),
             document_ids=list(document_ids),
             invitees=invitees,
-            now=self.clock(),
+            now=now,
         )
-        await self._save(meeting, principal, unit.path, correlation_id)
+        uow.add(meeting)
+        await self._commit(uow, meeting, principal, unit.path, correlation_id)
         return meeting, True
 
-    async def _organised(self, principal: Principal, meeting_id: str) -> tuple[Meeting, list[str]]:
-        meeting = await self.load(meeting_id)
+    async def _organised(
+        self, principal: Principal, meeting_id: str, uow: UnitOfWork
+    ) -> tuple[Meeting, list[str]]:
+        meeting = await self.load(meeting_id, uow)
         path = await self.path_of(meeting)
         principal.require(organisers(meeting.kind), path)
         return meeting, path
 
+    @retry_on_conflict()
     async def reschedule(
         self,
         principal: Principal,
@@ -240,7 +264,8 @@ class MeetingsService:
         online_url: str | None = None,
         reason: str = "",
     ) -> Meeting:
-        meeting, path = await self._organised(principal, meeting_id)
+        uow = self.store.unit_of_work()
+        meeting, path = await self._organised(principal, meeting_id, uow)
         meeting.reschedule(
             starts_at=starts_at,
             ends_at=ends_at,
@@ -249,24 +274,29 @@ class MeetingsService:
             reason=reason,
             now=self.clock(),
         )
-        await self._save(meeting, principal, path)
+        await self._commit(uow, meeting, principal, path)
         return meeting
 
+    @retry_on_conflict()
     async def cancel(self, principal: Principal, meeting_id: str, reason: str) -> Meeting:
-        meeting, path = await self._organised(principal, meeting_id)
+        uow = self.store.unit_of_work()
+        meeting, path = await self._organised(principal, meeting_id, uow)
         meeting.cancel(reason)
-        await self._save(meeting, principal, path)
+        await self._commit(uow, meeting, principal, path)
         return meeting
 
     # Absences.
 
+    @retry_on_conflict()
     async def request_absence(self, principal: Principal, meeting_id: str, reason: str) -> Meeting:
         member_id = self._member_of(principal)
-        meeting = await self.load(meeting_id)
+        uow = self.store.unit_of_work()
+        meeting = await self.load(meeting_id, uow)
         meeting.request_absence(member_id, reason, self.clock())
-        await self._save(meeting, principal, await self.path_of(meeting))
+        await self._commit(uow, meeting, principal, await self.path_of(meeting))
         return meeting
 
+    @retry_on_conflict()
     async def decide_absence(
         self,
         principal: Principal,
@@ -275,9 +305,10 @@ class MeetingsService:
         approve: bool,
         reason: str = "",
     ) -> Meeting:
-        meeting, path = await self._organised(principal, meeting_id)
+        uow = self.store.unit_of_work()
+        meeting, path = await self._organised(principal, meeting_id, uow)
         meeting.decide_absence(member_id, approve, principal.member_id or principal.subject, reason)
-        await self._save(meeting, principal, path)
+        await self._commit(uow, meeting, principal, path)
         return meeting
 
     # Attendance: the hot path.
@@ -314,6 +345,7 @@ class MeetingsService:
                 raise TooManyAttempts(
                     "Nhập sai mã điểm danh quá nhiều lần, đề nghị đồng chí báo bí thư chi bộ "
                     "điểm danh giúp",
+                    retry_after=WRONG_CODE_WINDOW_SECONDS,
                     field="code",
                 )
             raise Invalid(
@@ -343,18 +375,25 @@ class MeetingsService:
         principal: Principal,
         recorded_by: str,
     ) -> CheckIn:
-        attendance, event = Attendance.record_presence(
+        attendance, _ = Attendance.record_presence(
             hot.meeting_id, hot.unit_id, member_id, method, recorded_by
         )
-        envelope = await self.starter.start(
-            Attendance.aggregate_type,
-            attendance.id,
-            event,
-            CommandContext(actor=principal.subject, org_path=tuple(hot.org_path)),
-        )
-        if envelope is not None:
-            self.on_saved()
-        return CheckIn(hot.meeting_id, member_id, envelope is not None, method)
+        uow = self.hot_path.unit_of_work()
+        uow.add(attendance)
+        try:
+            await _commit(
+                uow, CommandContext(actor=principal.subject, org_path=tuple(hot.org_path))
+            )
+        except ConcurrencyConflict:
+            # The stream exists: the member checked in before, or the close got there first
+            # and counted them not present. The store decides, not the cache.
+            existing = await self.store.unit_of_work().get(Attendance, attendance.id)
+            if existing is not None and existing.closed_as is not None:
+                raise WrongState(
+                    "Cuộc họp đã kết thúc, không thể điểm danh", field="meeting_id", code="closed"
+                ) from None
+            return CheckIn(hot.meeting_id, member_id, False, method)
+        return CheckIn(hot.meeting_id, member_id, True, method)
 
     async def attendance(self, principal: Principal, meeting_id: str) -> tuple[Meeting, set[str]]:
         meeting = await self.load(meeting_id)
@@ -371,10 +410,11 @@ class MeetingsService:
         options: list[str],
         kind: Literal["opinion", "vote"] = "vote",
     ) -> Poll:
-        meeting, path = await self._organised(principal, meeting_id)
+        uow = self.store.unit_of_work()
+        meeting, path = await self._organised(principal, meeting_id, uow)
         poll_id = new_event_id()
         meeting.open_poll(poll_id, question, options, kind, self.clock(), self.window)
-        await self._save(meeting, principal, path)
+        await self._commit(uow, meeting, principal, path)
         return meeting.polls[poll_id]
 
     async def vote(self, principal: Principal, meeting_id: str, poll_id: str, option: str) -> None:
@@ -399,27 +439,29 @@ class MeetingsService:
                 field="member_id",
                 code="not_present",
             )
-        vote, event = Vote.cast(meeting_id, poll_id, member_id, option, options)
-        envelope = await self.starter.start(
-            Vote.aggregate_type,
-            vote.id,
-            event,
-            CommandContext(actor=principal.subject, org_path=tuple(hot.org_path)),
-        )
-        if envelope is None:
-            raise Duplicate("Đồng chí đã biểu quyết nội dung này", field="poll_id")
-        self.on_saved()
+        vote, _ = Vote.cast(meeting_id, poll_id, member_id, option, options)
+        uow = self.hot_path.unit_of_work()
+        uow.add(vote)
+        try:
+            await _commit(
+                uow, CommandContext(actor=principal.subject, org_path=tuple(hot.org_path))
+            )
+        except ConcurrencyConflict:
+            raise Duplicate("Đồng chí đã biểu quyết nội dung này", field="poll_id") from None
 
+    @retry_on_conflict()
     async def close_poll(self, principal: Principal, meeting_id: str, poll_id: str) -> Poll:
-        meeting, path = await self._organised(principal, meeting_id)
+        uow = self.store.unit_of_work()
+        meeting, path = await self._organised(principal, meeting_id, uow)
         meeting.poll(poll_id)
         votes = await self.ledger.votes(meeting_id, poll_id)
         poll = meeting.close_poll(poll_id, votes)
-        await self._save(meeting, principal, path)
+        await self._commit(uow, meeting, principal, path)
         return poll
 
     # After the meeting.
 
+    @retry_on_conflict()
     async def record_minutes(
         self,
         principal: Principal,
@@ -428,7 +470,8 @@ class MeetingsService:
         conclusions: list[str],
         document_ids: list[str],
     ) -> Meeting:
-        meeting, path = await self._organised(principal, meeting_id)
+        uow = self.store.unit_of_work()
+        meeting, path = await self._organised(principal, meeting_id, uow)
         meeting.record_minutes(
             principal.member_id or principal.subject,
             content,
@@ -436,41 +479,60 @@ class MeetingsService:
             document_ids,
             self.clock(),
         )
-        await self._save(meeting, principal, path)
+        await self._commit(uow, meeting, principal, path)
         return meeting
 
+    @retry_on_conflict()
     async def close(self, principal: Principal, meeting_id: str) -> Meeting:
-        meeting, path = await self._organised(principal, meeting_id)
+        """Counts who checked in, as the event store has it, and closes every other
+        invitee's attendance stream in the same transaction. A check-in that lands
+        between the count and the commit makes the commit conflict: it runs again and
+        counts it; one that comes after finds its stream taken and is refused."""
+        uow = self.store.unit_of_work()
+        meeting, path = await self._organised(principal, meeting_id, uow)
         present = await self.ledger.present(meeting_id)
-        meeting.close(present, self.clock())
-        await self._save(meeting, principal, path)
+        _, not_present = meeting.close(present, self.clock())
+        for attendance in not_present:
+            uow.add(attendance)
+        await self._commit(uow, meeting, principal, path)
         return meeting
 
+    @retry_on_conflict()
     async def grade(self, principal: Principal, meeting_id: str, grade: Grade) -> Meeting:
-        meeting, path = await self._organised(principal, meeting_id)
+        uow = self.store.unit_of_work()
+        meeting, path = await self._organised(principal, meeting_id, uow)
         meeting.grade_quality(grade, principal.member_id or principal.subject)
-        await self._save(meeting, principal, path)
+        await self._commit(uow, meeting, principal, path)
         return meeting
 
+    @retry_on_conflict()
     async def submit_report(self, principal: Principal, meeting_id: str, summary: str) -> Meeting:
-        meeting, path = await self._organised(principal, meeting_id)
+        uow = self.store.unit_of_work()
+        meeting, path = await self._organised(principal, meeting_id, uow)
         if len(path) < 2:
             raise Invalid("Đơn vị không có cấp ủy cấp trên để gửi báo cáo", field="meeting_id")
         meeting.submit_report(path[-2], principal.member_id or principal.subject, summary)
-        await self._save(meeting, principal, path)
+        await self._commit(uow, meeting, principal, path)
         return meeting
 
+    @retry_on_conflict()
     async def acknowledge_report(self, principal: Principal, meeting_id: str) -> Meeting:
-        meeting = await self.load(meeting_id)
+        """By the superior committee (or its province); the central office's system admin
+        may acknowledge on the committee's behalf, which the event records."""
+        uow = self.store.unit_of_work()
+        meeting = await self.load(meeting_id, uow)
         path = await self.path_of(meeting)
         if meeting.report_to is None:
             raise WrongState(
                 "Chi bộ chưa gửi báo cáo cuộc họp này", field="meeting_id", code="no_report"
             )
         superior_path = await self._path_of_unit(meeting.report_to)
-        principal.require(SUPERIOR_ROLES, superior_path)
-        meeting.acknowledge_report(meeting.report_to, principal.member_id or principal.subject)
-        await self._save(meeting, principal, path)
+        on_behalf = not principal.covers(SUPERIOR_ROLES, superior_path)
+        principal.require(SUPERIOR_ROLES | ON_BEHALF_ROLES, superior_path)
+        meeting.acknowledge_report(
+            meeting.report_to, principal.member_id or principal.subject, on_behalf=on_behalf
+        )
+        await self._commit(uow, meeting, principal, path)
         return meeting
 
     async def _path_of_unit(self, unit_id: str) -> list[str]:
@@ -521,3 +583,13 @@ class MeetingsService:
             "excused_ids": excused,
             "absent_without_leave_ids": absent,
         }
+
+
+async def _commit(uow: UnitOfWork, context: CommandContext) -> None:
+    try:
+        await uow.commit(context)
+    except EventTooLarge:
+        # The request models bound every field; this is the last line before the broker.
+        raise Invalid(
+            "Nội dung quá lớn để lưu và gửi đi, đề nghị rút gọn", field=None, code="too_large"
+        ) from None

@@ -5,15 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import FastAPI
+from redis.asyncio import BlockingConnectionPool, Redis
 
-from sotay_events import topics
+from sotay_events import GroupCommit, topics
 from sotay_meetings import api
-from sotay_meetings.checkin import (
-    BatchedStreamStarter,
-    CheckinCodes,
-    MongoLedger,
-    RedisMeetingCache,
-)
+from sotay_meetings.checkin import CheckinCodes, MongoLedger, RedisMeetingCache
 from sotay_meetings.domain import Window
 from sotay_meetings.handlers import MeetingsService
 from sotay_meetings.projections import (
@@ -21,11 +17,9 @@ from sotay_meetings.projections import (
     MeetingViewsProjection,
     Roster,
     RosterProjection,
-    UnitDirectory,
 )
 from sotay_meetings.settings import MeetingsSettings
-from sotay_platform.org_units import OrgUnitsProjection
-from sotay_platform.org_units import create_indexes as create_tree_indexes
+from sotay_platform.org_units import OrgUnits, OrgUnitsProjection
 from sotay_platform.runtime import ServiceRuntime
 from sotay_platform.settings import AuthSettings
 
@@ -35,19 +29,28 @@ def create_app(
 ) -> FastAPI:
     settings = settings or MeetingsSettings()
     runtime = ServiceRuntime(settings, auth)
-    runtime.add_projection(OrgUnitsProjection(), [topics.ORG_TREE])
+    # A burst (a whole branch checking in at once) waits for a Redis connection instead of
+    # failing: the default pool refuses the 101st concurrent command ("Too many connections").
+    runtime.redis = Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
+        )
+    )
+    tree_projection = OrgUnitsProjection()
+    runtime.add_projection(tree_projection, [topics.ORG_TREE])
     runtime.add_projection(RosterProjection(), [topics.IDENTITY])
-    views_runner = runtime.add_projection(MeetingViewsProjection(), [topics.MEETINGS])
+    views_projection = MeetingViewsProjection()
+    views_runner = runtime.add_projection(views_projection, [topics.MEETINGS])
 
-    units = UnitDirectory(runtime.db)
+    units = OrgUnits(runtime.db)
     roster = Roster(runtime.db)
     views = MeetingViews(runtime.db)
     ledger = MongoLedger(runtime.store)
 
     async def create_indexes() -> None:
-        await create_tree_indexes(runtime.db)
+        await tree_projection.create_indexes(runtime.db)
         await roster.create_indexes()
-        await views.create_indexes()
+        await views_projection.create_indexes(runtime.db)
         await ledger.create_indexes()
 
     runtime.startup_hooks.append(create_indexes)
@@ -66,7 +69,7 @@ def create_app(
         units=units,
         roster=roster,
         cache=RedisMeetingCache(runtime.redis),
-        starter=BatchedStreamStarter(
+        hot_path=GroupCommit(
             runtime.store,
             max_batch=settings.attendance_batch_max,
             flushers=settings.attendance_flushers,
@@ -83,7 +86,6 @@ def create_app(
             closes_after=timedelta(minutes=settings.checkin_closes_after_minutes),
         ),
         max_wrong_codes=settings.checkin_max_wrong_codes,
-        on_saved=runtime.relay.wake,
     )
     app.state.units = units
     app.state.roster = roster

@@ -1,22 +1,28 @@
-"""Read models: the roster (from identity), the tree (from org-tree), and meetings' own views.
+"""Read models: the roster (from identity) and meetings' own views.
 
 - `RosterProjection`: every member meetings needs to know, from identity's events only:
-  branch, status, approval, removal and roles. No personal data arrives, none is kept.
-- `UnitDirectory`: queries on the service's copy of the tree (`OrgUnitsProjection`),
-  following merges: a merged branch's members are expected at its successor's meetings.
+  branch, status, approval, removal and roles, each with its moment
+  (`sotay_platform.roster`); who must attend is `roster.counts(doc, Purpose.attend, at)`.
+  No personal data arrives, none is kept.
+- The tree is the shared `OrgUnitsProjection`, asked through `OrgUnits` (today's
+  paths for scope checks, the dated `OrgTree` for figures).
 - `MeetingViewsProjection`: from meetings' own events, in one consumer and one
   transaction per batch: each member's invitations (the inbox), a summary per meeting,
-  and attendance statistics per meeting, member and branch, by month and year.
+  and attendance figures per branch and member, by month and year. The figures are
+  kept per branch (the meeting's unit), never per path: a unit's figure for a month
+  sums the branches of its subtree as the tree stood at the end of that month
+  (`sotay_platform.tree`), so a move or a merge never leaves two numbers for one month.
 
 Events of different aggregates arrive in any order (a check-in travels on its own
-key); every write is an upsert on a stable id, so the result does not depend on the
-order and a rebuild equals the live model.
+key); every write is an upsert on a stable id or an increment applied once per
+version (the runner's tracking), so the result does not depend on the order and a
+rebuild equals the live model. A batch's effects are folded into one bulk write per
+collection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,8 +49,7 @@ from sotay_events.catalogue.meetings import (
 )
 from sotay_events.consumer import Applied
 from sotay_meetings.display import month_key
-from sotay_platform.org_units import ACTIVE, MERGED, OrgUnits
-from sotay_platform.roster import MEMBER_EVENT_TYPES, fold_members
+from sotay_platform.roster import MEMBER_EVENT_TYPES, Purpose, counted_branch, counts, fold_members
 
 Doc = dict[str, Any]
 
@@ -58,7 +63,7 @@ MEMBER_YEARS = "member_years"
 COMMITTEE_ROLES = ["branch_secretary", "branch_committee_member", "committee_admin"]
 # The Party Charter's rule: absent without leave from this many branch meetings in a year.
 AWOL_FLAG_THRESHOLD = 3
-SET_FIELDS = ("scope", "missed_meetings")
+SET_FIELDS = ("units", "missed_meetings")
 
 
 # The roster.
@@ -82,22 +87,26 @@ class Roster:
 
     async def create_indexes(self) -> None:
         await self.members.create_index([("branch_id", ASCENDING)])
+        await self.members.create_index([("branches.value", ASCENDING)])
         await self.members.create_index([("roles.unit_id", ASCENDING)])
 
-    def _expected(self, unit_ids: Sequence[str], kind: MeetingKind) -> Doc:
-        query: Doc = {"expected": True}
+    async def expected(self, unit_ids: Sequence[str], kind: MeetingKind, at: datetime) -> list[str]:
+        """Who must attend at `at` (`roster.counts(doc, Purpose.attend, at)`): at a branch
+        meeting, those who count in one of `unit_ids` then; at a committee meeting, those
+        who count anywhere and hold a committee role on one of them."""
+        units = list(unit_ids)
         if kind is MeetingKind.committee:
-            query["roles"] = {
-                "$elemMatch": {"unit_id": {"$in": list(unit_ids)}, "role": {"$in": COMMITTEE_ROLES}}
+            query: Doc = {
+                "roles": {
+                    "$elemMatch": {"unit_id": {"$in": units}, "role": {"$in": COMMITTEE_ROLES}}
+                }
             }
-        else:
-            query["branch_id"] = {"$in": list(unit_ids)}
-        return query
-
-    async def expected(self, unit_ids: Sequence[str], kind: MeetingKind) -> list[str]:
-        """Who must attend: approved, official or probationary (not exempted), in the unit."""
-        cursor = self.members.find(self._expected(unit_ids, kind), {"_id": 1}).sort("_id", 1)
-        return [doc["_id"] async for doc in cursor]
+            docs = await self.members.find(query).to_list()
+            return sorted(d["_id"] for d in docs if counts(d, Purpose.attend, at))
+        # Anyone who ever belonged to the units: a transfer holds from its effective day.
+        query = {"$or": [{"branches.value": {"$in": units}}, {"branch_id": {"$in": units}}]}
+        docs = await self.members.find(query).to_list()
+        return sorted(d["_id"] for d in docs if counted_branch(d, Purpose.attend, at) in units)
 
     async def listing(self, unit_ids: Sequence[str]) -> list[Doc]:
         cursor = self.members.find(
@@ -113,75 +122,87 @@ class Roster:
         return {doc["_id"]: doc.get("full_name", "") async for doc in cursor}
 
 
-# The tree, through merges.
-
-
-@dataclass(frozen=True)
-class ResolvedUnit:
-    """A unit as it stands now: a merged unit resolves to its successor."""
-
-    id: str
-    name: str
-    level: str
-    path: list[str]  # root .. unit
-    absorbed: list[str]  # the unit and every unit merged into it, however deep
-
-    @property
-    def parent_id(self) -> str | None:
-        return self.path[-2] if len(self.path) > 1 else None
-
-
-class UnitDirectory:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.units = OrgUnits(db)
-
-    async def resolve(self, unit_id: str) -> ResolvedUnit | None:
-        doc = await self.units.get(unit_id)
-        seen: set[str] = set()
-        while doc is not None and doc.get("status") == MERGED and doc.get("merged_into"):
-            if doc["_id"] in seen:
-                break
-            seen.add(doc["_id"])
-            doc = await self.units.get(doc["merged_into"])
-        if doc is None or doc.get("status") != ACTIVE:
-            return None
-        absorbed = [doc["_id"]]
-        frontier = [doc["_id"]]
-        while frontier:
-            found = [
-                d["_id"]
-                async for d in self.units.units.find({"merged_into": {"$in": frontier}}, {"_id": 1})
-                if d["_id"] not in absorbed
-            ]
-            absorbed.extend(found)
-            frontier = found
-        return ResolvedUnit(
-            id=doc["_id"],
-            name=doc.get("name", ""),
-            level=doc.get("level", ""),
-            path=list(doc.get("path") or [doc["_id"]]),
-            absorbed=absorbed,
-        )
-
-    async def path(self, unit_id: str) -> list[str]:
-        resolved = await self.resolve(unit_id)
-        if resolved is not None:
-            return resolved.path
-        return await self.units.path(unit_id)
-
-
 # Meetings' own views.
+
+
+VIEW_EVENTS = (
+    MeetingConvened,
+    MeetingRescheduled,
+    MeetingCancelled,
+    AbsenceRequested,
+    AbsenceApproved,
+    AbsenceDeclined,
+    AttendanceRecorded,
+    PollOpened,
+    PollClosed,
+    MinutesRecorded,
+    MeetingClosed,
+    MeetingGraded,
+    BranchReportSubmitted,
+    BranchReportAcknowledged,
+)
+
+
+class Counters:
+    """A batch's increments, folded per document: one update each, whatever the batch holds."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Doc]] = {}
+
+    def add(
+        self,
+        collection: str,
+        doc_id: str,
+        fields: Doc,
+        inc: dict[str, int],
+        sets: dict[str, list[str]] | None = None,
+    ) -> None:
+        doc = self.docs.setdefault(collection, {}).setdefault(
+            doc_id, {"set": {}, "inc": {}, "add": {}}
+        )
+        doc["set"].update(fields)
+        for key, value in inc.items():
+            doc["inc"][key] = doc["inc"].get(key, 0) + value
+        for key, values in (sets or {}).items():
+            held = doc["add"].setdefault(key, [])
+            held.extend(v for v in dict.fromkeys(values) if v not in held)
+
+    def writes(self, collection: str) -> list[UpdateOne]:
+        out = []
+        for doc_id, doc in self.docs.get(collection, {}).items():
+            update: Doc = {"$set": doc["set"], "$inc": doc["inc"]}
+            if doc["add"]:
+                update["$addToSet"] = {k: {"$each": v} for k, v in doc["add"].items()}
+            out.append(UpdateOne({"_id": doc_id}, update, upsert=True))
+        return out
 
 
 class MeetingViewsProjection:
     name = "meeting_views"
     collections = (INVITATIONS, MEETINGS, BRANCH_MONTHS, MEMBER_MONTHS, MEMBER_YEARS)
+    event_types = frozenset(e.event_type for e in VIEW_EVENTS)
+
+    async def create_indexes(self, db: AsyncDatabase[Doc]) -> None:
+        await MeetingViews(db).create_indexes()
 
     async def apply_batch(
         self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
     ) -> None:
         invitations: list[UpdateOne | UpdateMany] = []
         meetings: list[UpdateOne] = []
+        counters = Counters()
+        starts = {e.meeting_id: e.starts_at for _, e in items if isinstance(e, MeetingConvened)}
+        # An older producer's MeetingClosed has no start: the summary (or this batch) knows it.
+        unknown = [
+            e.meeting_id
+            for _, e in items
+            if isinstance(e, MeetingClosed) and e.starts_at is None and e.meeting_id not in starts
+        ]
+        if unknown:
+            async for doc in db[MEETINGS].find(
+                {"_id": {"$in": unknown}}, {"starts_at": 1}, session=session
+            ):
+                starts[doc["_id"]] = doc.get("starts_at")
         for envelope, event in items:
             at = envelope.occurred_at
             match event:
@@ -354,7 +375,9 @@ class MeetingViewsProjection:
                             upsert=True,
                         )
                     )
-                    await self._count(db, envelope.org_path, event, session)
+                    starts_at = event.starts_at or starts.get(event.meeting_id)
+                    if starts_at is not None:
+                        _count(counters, event, starts_at)
                 case MeetingGraded():
                     meetings.append(
                         UpdateOne({"_id": event.meeting_id}, {"$set": {"grade": event.grade}})
@@ -384,6 +407,7 @@ class MeetingViewsProjection:
                                     "report.status": "acknowledged",
                                     "report.acknowledged_at": at,
                                     "report.acknowledged_by_unit": event.by_unit_id,
+                                    "report.acknowledged_on_behalf_of": event.on_behalf_of,
                                 }
                             },
                         )
@@ -392,74 +416,57 @@ class MeetingViewsProjection:
             await db[INVITATIONS].bulk_write(invitations, ordered=True, session=session)
         if meetings:
             await db[MEETINGS].bulk_write(meetings, ordered=True, session=session)
+        for collection in (BRANCH_MONTHS, MEMBER_MONTHS, MEMBER_YEARS):
+            writes = counters.writes(collection)
+            if writes:
+                await db[collection].bulk_write(writes, ordered=False, session=session)
 
-    async def _count(
-        self,
-        db: AsyncDatabase[Doc],
-        org_path: Sequence[str],
-        event: MeetingClosed,
-        session: AsyncClientSession,
-    ) -> None:
-        """A closed meeting's figures, added to its branch's and each member's month and year."""
-        starts_at = event.starts_at
-        if starts_at is None:  # an older producer: the summary knows the start
-            summary = await db[MEETINGS].find_one({"_id": event.meeting_id}, session=session)
-            starts_at = summary["starts_at"] if summary else None
-        if starts_at is None:
-            return
-        year, month = month_key(starts_at)
-        period = f"{year:04d}-{month:02d}"
-        scope = list(org_path) or [event.unit_id]
-        branch_meeting = event.kind is not MeetingKind.committee
-        await db[BRANCH_MONTHS].update_one(
-            {"_id": f"{event.unit_id}:{period}"},
-            {
-                "$set": {"unit_id": event.unit_id, "year": year, "month": month, "scope": scope},
-                "$inc": {
-                    "meetings": 1,
-                    f"by_kind.{event.kind.value}": 1,
-                    "invited": event.invited,
-                    "present": event.present,
-                    "excused": event.excused,
-                    "absent_without_leave": event.absent_without_leave,
-                },
-            },
-            upsert=True,
-            session=session,
-        )
-        writes_month: list[UpdateOne] = []
-        writes_year: list[UpdateOne] = []
-        for outcome, ids in (
-            ("present", event.present_ids),
-            ("excused", event.excused_ids),
-            ("absent_without_leave", event.absent_without_leave_ids),
-        ):
-            for member_id in ids:
-                inc = {"invited": 1, outcome: 1}
-                writes_month.append(
-                    UpdateOne(
-                        {"_id": f"{member_id}:{period}"},
-                        {
-                            "$set": {"member_id": member_id, "year": year, "month": month},
-                            "$inc": inc,
-                        },
-                        upsert=True,
-                    )
-                )
-                year_update: Doc = {
-                    "$set": {"member_id": member_id, "year": year},
-                    "$inc": dict(inc),
-                    "$addToSet": {"scope": {"$each": scope}},
-                }
-                if outcome == "absent_without_leave" and branch_meeting:
-                    year_update["$inc"]["absent_without_leave_branch"] = 1
-                    year_update["$addToSet"]["missed_meetings"] = event.meeting_id
-                writes_year.append(
-                    UpdateOne({"_id": f"{member_id}:{year:04d}"}, year_update, upsert=True)
-                )
-        if writes_month:
-            await db[MEMBER_MONTHS].bulk_write(writes_month, ordered=False, session=session)
-            await db[MEMBER_YEARS].bulk_write(writes_year, ordered=False, session=session)
+
+def _count(counters: Counters, event: MeetingClosed, starts_at: datetime) -> None:
+    """A closed meeting's figures, added to its branch's and each member's month and year.
+
+    Kept per branch, not per path: which branches a unit's figure sums is the tree's
+    answer for the figure's date, asked when the figure is read."""
+    year, month = month_key(starts_at)
+    period = f"{year:04d}-{month:02d}"
+    branch_meeting = event.kind is not MeetingKind.committee
+    counters.add(
+        BRANCH_MONTHS,
+        f"{event.unit_id}:{period}",
+        {"unit_id": event.unit_id, "year": year, "month": month},
+        {
+            "meetings": 1,
+            f"by_kind.{event.kind.value}": 1,
+            "invited": event.invited,
+            "present": event.present,
+            "excused": event.excused,
+            "absent_without_leave": event.absent_without_leave,
+        },
+    )
+    for outcome, ids in (
+        ("present", event.present_ids),
+        ("excused", event.excused_ids),
+        ("absent_without_leave", event.absent_without_leave_ids),
+    ):
+        for member_id in ids:
+            inc = {"invited": 1, outcome: 1}
+            counters.add(
+                MEMBER_MONTHS,
+                f"{member_id}:{period}",
+                {"member_id": member_id, "year": year, "month": month},
+                inc,
+            )
+            sets = {"units": [event.unit_id]}
+            if outcome == "absent_without_leave" and branch_meeting:
+                inc = {**inc, "absent_without_leave_branch": 1}
+                sets["missed_meetings"] = [event.meeting_id]
+            counters.add(
+                MEMBER_YEARS,
+                f"{member_id}:{year:04d}",
+                {"member_id": member_id, "year": year},
+                inc,
+                sets,
+            )
 
 
 class MeetingViews:
@@ -475,10 +482,10 @@ class MeetingViews:
         await self.invitations.create_index([("meeting_id", ASCENDING)])
         await self.meetings.create_index([("unit_id", ASCENDING), ("starts_at", DESCENDING)])
         await self.meetings.create_index([("report.to_unit_id", ASCENDING)])
-        await self.db[BRANCH_MONTHS].create_index([("scope", ASCENDING), ("year", ASCENDING)])
+        await self.db[BRANCH_MONTHS].create_index([("unit_id", ASCENDING), ("year", ASCENDING)])
         await self.db[MEMBER_MONTHS].create_index([("member_id", ASCENDING), ("year", ASCENDING)])
         await self.db[MEMBER_YEARS].create_index(
-            [("scope", ASCENDING), ("year", ASCENDING), ("absent_without_leave_branch", ASCENDING)]
+            [("units", ASCENDING), ("year", ASCENDING), ("absent_without_leave_branch", ASCENDING)]
         )
 
     async def inbox(
@@ -490,24 +497,28 @@ class MeetingViews:
         cursor = self.invitations.find(query).sort("starts_at", DESCENDING).limit(limit)
         return await cursor.to_list()
 
-    async def meetings_of(self, unit_id: str, year: int | None, limit: int = 200) -> list[Doc]:
-        query: Doc = {"unit_id": unit_id}
+    async def meetings_of(
+        self, unit_ids: Sequence[str], year: int | None, limit: int = 200
+    ) -> list[Doc]:
+        query: Doc = {"unit_id": {"$in": list(unit_ids)}}
         cursor = self.meetings.find(query).sort("starts_at", DESCENDING).limit(limit)
         found = await cursor.to_list()
         if year is not None:
             found = [m for m in found if month_key(m["starts_at"])[0] == year]
         return found
 
-    async def reports_to(self, unit_id: str, status: str | None, limit: int = 200) -> list[Doc]:
-        query: Doc = {"report.to_unit_id": unit_id}
+    async def reports_to(
+        self, unit_ids: Sequence[str], status: str | None, limit: int = 200
+    ) -> list[Doc]:
+        query: Doc = {"report.to_unit_id": {"$in": list(unit_ids)}}
         if status:
             query["report.status"] = status
         cursor = self.meetings.find(query).sort("starts_at", DESCENDING).limit(limit)
         return await cursor.to_list()
 
-    async def unit_months(self, unit_id: str, year: int) -> list[Doc]:
-        """Every branch-month in the unit's subtree (as it stood when each meeting closed)."""
-        cursor = self.db[BRANCH_MONTHS].find({"scope": unit_id, "year": year})
+    async def branch_months(self, unit_ids: Sequence[str], year: int) -> list[Doc]:
+        """The year's figures of these branches, one document per branch and month."""
+        cursor = self.db[BRANCH_MONTHS].find({"unit_id": {"$in": list(unit_ids)}, "year": year})
         return await cursor.to_list()
 
     async def member_months(self, member_id: str, year: int) -> list[Doc]:
@@ -521,12 +532,13 @@ class MeetingViews:
     async def member_year(self, member_id: str, year: int) -> Doc | None:
         return await self.db[MEMBER_YEARS].find_one({"_id": f"{member_id}:{year:04d}"})
 
-    async def flagged(self, unit_id: str, year: int) -> list[Doc]:
+    async def flagged(self, unit_ids: Sequence[str], year: int) -> list[Doc]:
+        """Members absent without leave from enough branch meetings of these units."""
         cursor = (
             self.db[MEMBER_YEARS]
             .find(
                 {
-                    "scope": unit_id,
+                    "units": {"$in": list(unit_ids)},
                     "year": year,
                     "absent_without_leave_branch": {"$gte": AWOL_FLAG_THRESHOLD},
                 }

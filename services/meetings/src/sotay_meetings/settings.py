@@ -22,3 +22,5 @@ class MeetingsSettings(ServiceSettings):
     # Group commit of check-ins and votes: many new streams in one insert.
     attendance_batch_max: int = 500
     attendance_flushers: int = 2
+    # Connections to Redis per process; more concurrent commands wait for one.
+    redis_max_connections: int = 100

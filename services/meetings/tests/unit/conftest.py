@@ -8,16 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sotay_events import InMemoryEventStore
+from sotay_events import GroupCommit, InMemoryEventStore
 from sotay_events.catalogue.meetings import MeetingKind
-from sotay_meetings.checkin import (
-    CheckinCodes,
-    DirectStreamStarter,
-    LocalMeetingCache,
-    MemoryLedger,
-)
+from sotay_meetings.checkin import CheckinCodes, LocalMeetingCache, MemoryLedger
 from sotay_meetings.handlers import MeetingsService
-from sotay_meetings.projections import ResolvedUnit
+from sotay_platform.org_units import Resolved
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # 19:00 in Hà Nội
 
@@ -45,11 +40,11 @@ class FakeUnits:
             "CB2": ("branch", ["TW", "HN", "X1", "CB2"]),
         }
 
-    async def resolve(self, unit_id: str) -> ResolvedUnit | None:
+    async def resolve(self, unit_id: str, at: datetime | None = None) -> Resolved | None:
         if unit_id not in self.units:
             return None
         level, path = self.units[unit_id]
-        return ResolvedUnit(unit_id, unit_id, level, path, [unit_id])
+        return Resolved(unit_id, unit_id, level, path, [unit_id])
 
 
 @dataclass
@@ -57,7 +52,7 @@ class FakeRoster:
     branches: dict[str, list[str]] = field(default_factory=dict)
     committees: dict[str, list[str]] = field(default_factory=dict)
 
-    async def expected(self, unit_ids: Sequence[str], kind: MeetingKind) -> list[str]:
+    async def expected(self, unit_ids: Sequence[str], kind: MeetingKind, at: datetime) -> list[str]:
         source = self.committees if kind is MeetingKind.committee else self.branches
         return [m for u in unit_ids for m in source.get(u, [])]
 
@@ -104,7 +99,7 @@ def service(
         units=FakeUnits(),
         roster=roster,
         cache=LocalMeetingCache(),
-        starter=DirectStreamStarter(store),
+        hot_path=GroupCommit(store),
         ledger=MemoryLedger(store),
         codes=codes,
         clock=clock,

@@ -138,7 +138,7 @@ def test_closing_counts_present_excused_and_absent_without_leave() -> None:
     with pytest.raises(WrongTime):
         meeting.close({"a"}, NOW)
     # c was excused but came anyway: present wins.
-    closed = meeting.close({"a", "c", "not-invited"}, START + timedelta(hours=1))
+    closed, not_present = meeting.close({"a", "c", "not-invited"}, START + timedelta(hours=1))
     assert (closed.invited, closed.present, closed.excused, closed.absent_without_leave) == (
         4,
         2,
@@ -149,6 +149,12 @@ def test_closing_counts_present_excused_and_absent_without_leave() -> None:
     assert closed.excused_ids == ["b"]
     assert closed.absent_without_leave_ids == ["d"]
     assert closed.starts_at == START
+    # Every invitee not present has their attendance stream closed, with the outcome.
+    assert [(a.id, a.closed_as) for a in not_present] == [
+        ("M1:b", "excused"),
+        ("M1:d", "absent_without_leave"),
+    ]
+    assert all(a.loaded_version == 0 and len(a.pending) == 1 for a in not_present)
     with pytest.raises(Duplicate):
         meeting.close({"a"}, START + timedelta(hours=1))
     with pytest.raises(WrongState):

@@ -10,7 +10,7 @@ from sotay_meetings.checkin import CheckinCodes, LocalMeetingCache
 from sotay_meetings.domain import Duplicate, NotInvited, WrongState, WrongTime
 from sotay_meetings.handlers import MeetingsService, TooManyAttempts
 from sotay_platform.auth import Grant, Principal, Role
-from sotay_platform.errors import Forbidden, Invalid, NotFound
+from sotay_platform.errors import Forbidden, Invalid, NotFound, status_of
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # the fixtures' clock: 19:00 in Hà Nội
 SECRETARY = Principal("sec1", (Grant(Role.branch_secretary, "CB1"),), member_id="m0")
@@ -182,7 +182,8 @@ async def test_guessing_codes_is_stopped(service: MeetingsService) -> None:
             await service.check_in(member("m3"), meeting.id, wrong)
     with pytest.raises(TooManyAttempts) as stopped:
         await service.check_in(member("m3"), meeting.id, wrong)
-    assert stopped.value.status_code == 429
+    assert status_of(stopped.value) == 429
+    assert stopped.value.headers["Retry-After"] == "900"
 
 
 async def test_two_hundred_members_check_in_at_once_without_touching_the_meeting(
@@ -289,3 +290,86 @@ async def test_a_whole_meeting_and_its_report_up(service: MeetingsService, clock
         await service.acknowledge_report(COMMITTEE, meeting.id)
     with pytest.raises(Forbidden):
         await service.statistics(member("x1", "CB2"), meeting.id)
+
+
+async def test_a_check_in_after_the_close_is_refused_by_the_store_not_the_cache(
+    service: MeetingsService, clock, store, codes: CheckinCodes
+) -> None:
+    meeting = await convene(service)
+    code = (await service.checkin_code(SECRETARY, meeting.id)).code
+    stale = LocalMeetingCache()
+    stale.hot, stale.invited = dict(service.cache.hot), dict(service.cache.invited)  # type: ignore[attr-defined]
+    await service.check_in(member("m1"), meeting.id, code)
+    clock.advance(minutes=30)
+    await service.close(SECRETARY, meeting.id)
+    service.cache = stale  # a replica whose cache still says "convened"
+    code = codes.issue(meeting.id, clock.now).code
+    with pytest.raises(WrongState) as closed:
+        await service.check_in(member("m2"), meeting.id, code)
+    assert (closed.value.code, closed.value.field) == ("closed", "meeting_id")
+    again = await service.check_in(member("m1"), meeting.id, code)
+    assert again.recorded is False  # present before the close: still "already recorded"
+    [event] = store.streams[f"Attendance-{meeting.id}:m2"]
+    assert event.event_type == "AttendanceClosed"
+
+
+async def test_a_check_in_landing_while_the_close_counts_is_counted(
+    service: MeetingsService, clock, store
+) -> None:
+    meeting = await convene(service)
+    clock.advance(minutes=30)
+    ledger = service.ledger
+    raced: list[str] = []
+
+    class RacingLedger:
+        """The close reads who is present; m3 checks in before the close commits."""
+
+        async def present(self, meeting_id: str) -> set[str]:
+            found = await ledger.present(meeting_id)
+            if not raced:
+                raced.append("m3")
+                service.ledger = ledger
+                await service.check_in_for(SECRETARY, meeting_id, "m3")
+                service.ledger = self  # type: ignore[assignment]
+            return found
+
+        async def is_present(self, meeting_id: str, member_id: str) -> bool:
+            return await ledger.is_present(meeting_id, member_id)
+
+        async def votes(self, meeting_id: str, poll_id: str) -> dict[str, str]:
+            return await ledger.votes(meeting_id, poll_id)
+
+    service.ledger = RacingLedger()
+    closed = await service.close(SECRETARY, meeting.id)
+    assert raced == ["m3"]
+    assert closed.closing is not None and closed.closing.present_ids == ["m3"]
+    assert [e.event_type for e in store.streams[f"Meeting-{meeting.id}"]][-1] == "MeetingClosed"
+    assert store.streams[f"Attendance-{meeting.id}:m3"][0].event_type == "AttendanceRecorded"
+
+
+async def test_the_central_office_acknowledges_on_behalf_of_the_committee(
+    service: MeetingsService, clock, store
+) -> None:
+    meeting = await convene(service)
+    clock.advance(hours=1)
+    await service.record_minutes(SECRETARY, meeting.id, "Biên bản", [], [])
+    await service.close(SECRETARY, meeting.id)
+    await service.submit_report(SECRETARY, meeting.id, "")
+    central = Principal("ops", (Grant(Role.system_admin, "TW"),), member_id=None)
+    acknowledged = await service.acknowledge_report(central, meeting.id)
+    assert acknowledged.report_acknowledged_for == "X1"
+    event = store.streams[f"Meeting-{meeting.id}"][-1]
+    assert (event.event_type, event.payload["on_behalf_of"]) == ("BranchReportAcknowledged", "X1")
+    assert event.payload["by_unit_id"] == "X1" and event.actor == "ops"
+
+
+async def test_the_committee_acknowledges_for_itself(
+    service: MeetingsService, clock, store
+) -> None:
+    meeting = await convene(service)
+    clock.advance(hours=1)
+    await service.record_minutes(SECRETARY, meeting.id, "Biên bản", [], [])
+    await service.close(SECRETARY, meeting.id)
+    await service.submit_report(SECRETARY, meeting.id, "")
+    await service.acknowledge_report(COMMITTEE, meeting.id)
+    assert store.streams[f"Meeting-{meeting.id}"][-1].payload["on_behalf_of"] is None
