@@ -50,3 +50,11 @@ def test_score_prefers_the_title_and_the_phrase_in_order() -> None:
     assert in_title > in_body_phrase > scattered > 0
     assert score(terms, [("không liên quan", 3.0)]) == 0
     assert score([], [("Nghị quyết", 1.0)]) == 0
+
+
+def test_score_on_stored_tokens_equals_score_on_text() -> None:
+    from sotay_platform.textsearch import score_tokens
+
+    terms = query_terms("nghi quyet 57")
+    fields = [("Nghị quyết 57 của Bộ Chính trị", 3.0), ("về khoa học", 1.0)]
+    assert score_tokens(terms, [(tokens(t), w) for t, w in fields]) == score(terms, fields) > 0

@@ -337,7 +337,9 @@ class BodyGuard:
         is_json = content_type.split(";")[0].strip().endswith(("/json", "+json"))
         limit = (
             self.limits.upload_max_bytes
-            if content_type.startswith(("multipart/", "application/x-www-form-urlencoded"))
+            if content_type.startswith(
+                ("multipart/", "application/x-www-form-urlencoded", "application/octet-stream")
+            )
             else self.limits.json_max_bytes
         )
         too_large = PayloadTooLarge(f"Nội dung yêu cầu lớn quá {_mib(limit)}", code="too_large")

@@ -77,14 +77,18 @@ def score(terms: Sequence[str], fields: Iterable[tuple[str | None, float]]) -> f
     one run in the order typed, so a title saying "nghị quyết 57" beats a body
     that mentions "nghị", "quyết" and "57" apart.
     """
+    return score_tokens(terms, ((tokens(text) if text else [], weight) for text, weight in fields))
+
+
+def score_tokens(terms: Sequence[str], fields: Iterable[tuple[Sequence[str], float]]) -> float:
+    """`score` on fields already tokenised (by `tokens`): for rows that keep their tokens."""
     wanted = list(terms)
     if not wanted:
         return 0.0
     total = 0.0
-    for text, weight in fields:
-        if not text:
+    for field_tokens, weight in fields:
+        if not field_tokens:
             continue
-        field_tokens = tokens(text)
         counts: dict[str, int] = {}
         for token in field_tokens:
             counts[token] = counts.get(token, 0) + 1

@@ -500,6 +500,9 @@ GRANTORS: dict[Role, frozenset[Role]] = {
     ),
     Role.committee_admin: frozenset({Role.committee_admin, Role.province_admin, Role.system_admin}),
     Role.editor: frozenset({Role.committee_admin, Role.province_admin, Role.system_admin}),
+    Role.editorial_reviewer: frozenset(
+        {Role.committee_admin, Role.province_admin, Role.system_admin}
+    ),
     Role.province_admin: frozenset({Role.province_admin, Role.system_admin}),
     Role.central_office: frozenset({Role.system_admin}),
     Role.system_admin: frozenset({Role.system_admin}),
@@ -521,6 +524,7 @@ ROLE_LEVELS: dict[Role, frozenset[OrgLevel]] = {
     Role.central_office: frozenset({OrgLevel.central}),
     Role.system_admin: frozenset({OrgLevel.central}),
     Role.editor: frozenset(OrgLevel),
+    Role.editorial_reviewer: frozenset(OrgLevel),
 }
 BRANCH_ROLES = frozenset({Role.branch_secretary, Role.branch_committee_member})
 ROLE_LABELS = {
@@ -530,6 +534,7 @@ ROLE_LABELS = {
     Role.committee_admin: "Quản trị cấp ủy cơ sở",
     Role.province_admin: "Quản trị cấp tỉnh",
     Role.editor: "Ban Biên tập",
+    Role.editorial_reviewer: "Ban Biên tập (duyệt bài)",
     Role.central_office: "Văn phòng Trung ương (chỉ xem)",
     Role.system_admin: "Quản trị hệ thống",
 }

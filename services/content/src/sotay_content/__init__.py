@@ -1,0 +1,1 @@
+"""Sổ tay content service: news and party documents, editorial workflow, the member's library."""
