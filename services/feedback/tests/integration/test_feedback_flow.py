@@ -301,7 +301,9 @@ async def test_no_event_names_the_member_or_carries_their_text(
     assert any(e.aggregate_id == sent["feedback_id"] for e in history)
     for envelope in history:
         raw = envelope.model_dump_json()
-        assert '"m1"' not in raw and "Nguyễn" not in raw and "Trả lời riêng" not in raw
+        assert '"m1"' not in raw  # the member is named by no event of any test
+        if envelope.aggregate_id == sent["feedback_id"]:  # nor is this submission's text
+            assert "Nguyễn" not in raw and "Trả lời riêng" not in raw
         if envelope.aggregate_type == "Feedback" and envelope.event_type == "FeedbackSubmitted":
             assert envelope.actor == AUTHOR_ACTOR
             branch = envelope.payload["branch_id"]
