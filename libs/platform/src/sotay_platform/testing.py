@@ -174,7 +174,7 @@ def span_exporter() -> InMemorySpanExporter:
     return _spans
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
     """Poll an async `check` until it returns something truthy (projections are asynchronous)."""
     import asyncio
     import time
