@@ -1,47 +1,32 @@
-"""HTTP routes: figures as JSON, the dashboard page, monthly reports, the usage stream."""
-
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.security import HTTPBearer
 
 from sotay_events.catalogue.reporting import MonthlyReportIssued
-from sotay_platform.auth import ADMIN_ROLES, READ_ROLES, Principal, Role, TokenVerifier
-from sotay_platform.errors import Forbidden, NotFound, ServiceError, Unauthorized
+from sotay_platform.auth import ADMIN_ROLES, READ_ROLES, Principal, Role, current_principal
+from sotay_platform.errors import Forbidden, NotFound, ServiceError
+from sotay_platform.inputs import Code, Month
 from sotay_reporting import dashboard
 from sotay_reporting.figures import Doc, month_key, today_local
-from sotay_reporting.queries import Campaign, Rollup, Row, UsageQueries
-from sotay_reporting.reports import ReportService, check_month, to_csv, to_xlsx
+from sotay_reporting.queries import Campaign, Document, Rollup, Row, UsageQueries
+from sotay_reporting.reports import ReportService, to_csv, to_xlsx
 from sotay_reporting.usage_stream import UsagePublisher
 
 router = APIRouter()
-COOKIE = "sotay_token"
+_bearer = HTTPBearer(auto_error=False)
 
-
-def _verifier(request: Request) -> TokenVerifier:
-    return request.app.state.token_verifier
-
-
-def _token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.query_params.get("token") or request.cookies.get(COOKIE)
+Viewer = Annotated[Principal, Depends(current_principal)]
 
 
 async def viewer(request: Request) -> Principal:
-    """The caller: a bearer header, or for the browser page `?token=` or the cookie it sets."""
-    token = _token(request)
-    if not token:
-        raise Unauthorized("Cần đăng nhập: thiếu mã truy cập (Authorization: Bearer …)")
-    return _verifier(request).verify(token)
-
-
-Viewer = Annotated[Principal, Depends(viewer)]
+    """The caller of the HTML page: the bearer header only (the web front sends it)."""
+    return await current_principal(request, await _bearer(request))
 
 
 def queries(request: Request) -> UsageQueries:
@@ -59,7 +44,7 @@ def publisher(request: Request) -> UsagePublisher:
 Queries = Annotated[UsageQueries, Depends(queries)]
 Reports = Annotated[ReportService, Depends(reports)]
 Publisher = Annotated[UsagePublisher, Depends(publisher)]
-Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-11"])]
+MonthQuery = Annotated[Month | None, Query(description="YYYY-MM; the current month if omitted")]
 
 
 async def _readable(q: UsageQueries, caller: Principal, code: str) -> Doc:
@@ -75,10 +60,12 @@ def _row_json(row: Row) -> dict[str, Any]:
     return {
         "code": row.unit_id,
         "name": row.name,
-        "level": row.unit.get("level"),
+        "level": row.level,
         "level_label": row.level_label,
-        "figures": row.figures(),
-        "behind_targets": row.behind,
+        "exists": row.exists,
+        "figures": row.figures_json() if row.exists else None,
+        "attendance_label": row.attendance_label if row.exists else None,
+        "behind_targets": row.behind if row.exists else [],
         "latest_campaign_completion_rate": row.latest_study_rate,
     }
 
@@ -100,25 +87,45 @@ def _campaign_json(c: Campaign) -> dict[str, Any]:
     }
 
 
+def _document_json(d: Document) -> dict[str, Any]:
+    return {
+        "piece_id": d.piece_id,
+        "kind": d.kind,
+        "title": d.title,
+        "number_symbol": d.number,
+        "unit": d.unit,
+        "readers": int(d.readers),
+        "members_on_list": int(d.members),
+        "read_rate": d.read_rate,
+    }
+
+
 def rollup_json(r: Rollup, lag: dict[str, Any]) -> dict[str, Any]:
     return {
         "unit": _row_json(r.total),
-        "view": {"kind": r.view.kind, "month": r.view.month, "as_of": r.view.as_of.isoformat()},
+        "status": r.status,
+        "view": {
+            "kind": r.view.kind,
+            "month": r.view.month,
+            "as_of": r.view.as_of.isoformat(),
+            "as_of_text": dashboard.format_day(r.view.as_of),
+        },
         "computed_at": r.computed_at.isoformat(),
-        "path": [{"code": d["_id"], "name": d.get("name")} for d in r.chain],
+        "path": [{"code": code, "name": name} for code, name in r.chain],
         "children": [_row_json(c) for c in r.children],
-        "own": _row_json(r.own) if r.own else None,
         "trends": [
             {
-                "month": t["month"],
-                "figures": {k: int(v) for k, v in t["counters"].items()},
-                "rates": t["rates"],
-                "active_month_rate": t["active_month_rate"],
+                "month": t.month,
+                "exists": t.exists,
+                "figures": {k: int(v) for k, v in t.counters.items()} if t.exists else None,
+                "rates": t.rates if t.exists else None,
             }
             for t in r.trends
         ],
         "campaigns": [_campaign_json(c) for c in r.campaigns],
+        "documents": [_document_json(d) for d in r.documents],
         "activity": r.activity,
+        "legend": dashboard.legend(),
         "lag": lag,
     }
 
@@ -146,9 +153,12 @@ def lag_of(request: Request, last_event_at: datetime | None) -> dict[str, Any]:
 
 @router.get("/units/{code}/figures", tags=["figures"])
 async def unit_figures(
-    code: str, caller: Viewer, q: Queries, request: Request, month: Month = None
+    code: Code, caller: Viewer, q: Queries, request: Request, month: MonthQuery = None
 ) -> dict[str, Any]:
-    """A unit's figures and its subtree's, with its child units and monthly trends."""
+    """A unit's figures as of the month's end (the current month: now), on the tree of that
+    date, with its child units then, twelve monthly trend rows and the legend of who counts.
+    Rates are null where nothing was there to measure; `exists` false (figures null) for a
+    unit that did not exist on that date ("—")."""
     await _readable(q, caller, code)
     rollup = await q.rollup(code, q.view("live", month))
     return rollup_json(rollup, lag_of(request, rollup.last_event_at))
@@ -168,16 +178,15 @@ def _report_json(report: MonthlyReportIssued) -> dict[str, Any]:
     return report.model_dump(mode="json")
 
 
-@router.post("/reports/{code}/{month}", tags=["reports"])
+@router.post("/reports/{code}/{month}", tags=["reports"], status_code=201)
 async def issue_report(
-    code: str, month: str, caller: Viewer, svc: Reports, pub: Publisher, response: Response
+    code: Code, month: Month, caller: Viewer, svc: Reports, response: Response
 ) -> dict[str, Any]:
-    """Issue (freeze) the monthly report as of the report day; issuing twice returns the first."""
+    """Issue (freeze) the monthly report as of the report day, on the tree of that day,
+    however late; issuing twice returns the first (200). The central office's system admin
+    may issue it for any committee (recorded as `issued_as`)."""
     issued = await svc.issue(caller, code, month)
     response.status_code = 201 if issued.created else 200
-    if issued.created:
-        unit = await svc.queries.unit(code)
-        await pub.publish_report(issued.report, list(unit.get("path") or [code]))
     return _report_json(issued.report)
 
 
@@ -191,7 +200,7 @@ async def _issued(
 
 
 @router.get("/reports/{code}/{month}", tags=["reports"])
-async def get_report(code: str, month: str, caller: Viewer, svc: Reports) -> dict[str, Any]:
+async def get_report(code: Code, month: Month, caller: Viewer, svc: Reports) -> dict[str, Any]:
     return _report_json(await _issued(svc, caller, code, month))
 
 
@@ -203,18 +212,27 @@ def _download(content: bytes, media_type: str, filename: str) -> Response:
     )
 
 
-@router.get("/reports/{code}/{month}/xlsx", tags=["reports"])
-async def report_xlsx(code: str, month: str, caller: Viewer, svc: Reports) -> Response:
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get(
+    "/reports/{code}/{month}/xlsx",
+    tags=["reports"],
+    response_class=Response,
+    responses={200: {"content": {XLSX: {}}, "description": "Báo cáo (Excel)"}},
+)
+async def report_xlsx(code: Code, month: Month, caller: Viewer, svc: Reports) -> Response:
     report = await _issued(svc, caller, code, month)
-    return _download(
-        to_xlsx(report),
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        f"bao-cao-so-tay-{code}-{month}.xlsx",
-    )
+    return _download(to_xlsx(report), XLSX, f"bao-cao-so-tay-{code}-{month}.xlsx")
 
 
-@router.get("/reports/{code}/{month}/csv", tags=["reports"])
-async def report_csv(code: str, month: str, caller: Viewer, svc: Reports) -> Response:
+@router.get(
+    "/reports/{code}/{month}/csv",
+    tags=["reports"],
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "Báo cáo (CSV, UTF-8)"}},
+)
+async def report_csv(code: Code, month: Month, caller: Viewer, svc: Reports) -> Response:
     report = await _issued(svc, caller, code, month)
     return _download(
         to_csv(report), "text/csv; charset=utf-8", f"bao-cao-so-tay-{code}-{month}.csv"
@@ -226,9 +244,10 @@ async def report_csv(code: str, month: str, caller: Viewer, svc: Reports) -> Res
 
 @router.post("/usage/publish", tags=["usage stream"])
 async def publish_usage(
-    caller: Viewer, pub: Publisher, q: Queries, unit: Annotated[str, Query(min_length=1)]
-) -> dict[str, Any]:
-    """Publish the month-to-date figures of `unit` and the units of the configured levels under it."""
+    caller: Viewer, pub: Publisher, q: Queries, unit: Annotated[Code, Query()]
+) -> dict[str, int]:
+    """Publish (through the outbox) the month-to-date figures of `unit` and of the units
+    of the configured levels under it."""
     doc = await q.unit(unit)
     caller.require(ADMIN_ROLES | {Role.central_office}, doc.get("path") or [unit])
     return {"published": await pub.publish_current(unit)}
@@ -236,7 +255,22 @@ async def publish_usage(
 
 # ---------------------------------------------------------------- the dashboard page
 
-SORTABLE = {key for key, _ in dashboard.TABLE_COLUMNS} | {"name"}
+SortKey = Literal[
+    "name",
+    "members_on_list",
+    "registered_rate",
+    "active_30d_rate",
+    "active_in_month",
+    "branches_met_rate",
+    "attendance_rate",
+    "excused_rate",
+    "unexcused_rate",
+    "latest_study_rate",
+]
+HTML_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"content": {"text/html": {}}, "description": text}
+    for status, text in ((401, "Chưa đăng nhập"), (403, "Không có quyền"), (404, "Không tìm thấy"))
+}
 
 
 @router.get("/", include_in_schema=False, response_model=None)
@@ -247,46 +281,34 @@ async def home(request: Request) -> Response:
         return dashboard.error_page(exc)
     if not caller.grants:
         return dashboard.error_page(Forbidden("Tài khoản không có quyền xem bảng theo dõi"))
-    return _redirect(request, f"/dashboard/{caller.grants[0].unit_id}")
-
-
-def _redirect(request: Request, path: str, params: dict[str, str] | None = None) -> Response:
-    query = urlencode(params or {})
-    response = RedirectResponse(path + (f"?{query}" if query else ""), status_code=303)
-    token = request.query_params.get("token")
-    if token:
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=8 * 3600)
-    return response
+    return RedirectResponse(f"/dashboard/{caller.grants[0].unit_id}", status_code=303)
 
 
 @router.get(
-    "/dashboard/{code}", response_class=HTMLResponse, tags=["dashboard"], response_model=None
+    "/dashboard/{code}",
+    response_class=HTMLResponse,
+    tags=["dashboard"],
+    response_model=None,
+    responses=HTML_ERRORS,
 )
 async def dashboard_page(
-    code: str,
+    code: Code,
     request: Request,
     q: Queries,
-    month: Month = None,
-    sort: str = "name",
-    dir: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    month: MonthQuery = None,
+    sort: SortKey = "name",
+    dir: Literal["asc", "desc"] = "asc",
 ) -> Response:
-    """Bảng theo dõi của một đơn vị và các đơn vị trực thuộc (HTML, tiếng Việt)."""
+    """Bảng theo dõi của một đơn vị và các đơn vị trực thuộc (HTML, tiếng Việt). The token
+    travels in the `Authorization: Bearer` header only (the web front proxies the page)."""
     try:
         caller = await viewer(request)
-        if request.query_params.get("token"):
-            # the token moves into an HttpOnly cookie and out of the address bar
-            params = {k: v for k, v in request.query_params.items() if k != "token"}
-            return _redirect(request, f"/dashboard/{code}", params)
         unit = await _readable(q, caller, code)
-        if month:
-            check_month(month)
         rollup = await q.rollup(code, q.view("live", month))
     except ServiceError as exc:
         return dashboard.error_page(exc)
-    sort = sort if sort in SORTABLE else "name"
-    visible = [
-        d["_id"] for d in rollup.chain if caller.covers(READ_ROLES, list(d.get("path") or []))
-    ]
+    codes = [c for c, _ in rollup.chain]
+    visible = [c for i, c in enumerate(codes) if caller.covers(READ_ROLES, codes[: i + 1])]
     html = dashboard.render(
         rollup,
         unit=unit,

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from sotay_platform.errors import ServiceError
+from sotay_platform.errors import ServiceError, status_of
+from sotay_platform.roster import LEGENDS, Purpose
 from sotay_reporting.figures import (
     TARGET_PERCENT,
     TARGETS,
@@ -18,7 +19,8 @@ from sotay_reporting.figures import (
     format_moment,
     month_label,
 )
-from sotay_reporting.queries import Rollup, Row, level_label
+from sotay_reporting.labels import EVENT_LABELS
+from sotay_reporting.queries import Rollup, Row, Trend, level_label
 
 TEMPLATES = Path(__file__).parent / "templates"
 env = Environment(
@@ -42,73 +44,59 @@ TABLE_COLUMNS: list[tuple[str, str]] = [
 ]
 TARGET_COLUMNS = set(TARGETS)
 
-EVENT_LABELS = {
-    "MemberRegistered": "Đăng ký đảng viên",
-    "MemberRegistrationApproved": "Duyệt đăng ký",
-    "MemberRegistrationRejected": "Từ chối đăng ký",
-    "AccountActivated": "Kích hoạt tài khoản",
-    "MemberSignedIn": "Lượt đăng nhập",
-    "MemberProfileUpdated": "Cập nhật hồ sơ",
-    "MemberStatusChanged": "Thay đổi tình trạng đảng viên",
-    "MemberTransferred": "Chuyển sinh hoạt đảng",
-    "MemberRemoved": "Xóa khỏi danh sách",
-    "RoleGranted": "Phân quyền",
-    "RoleRevoked": "Thu hồi quyền",
-    "MeetingConvened": "Thông báo mời họp",
-    "MeetingRescheduled": "Dời lịch họp",
-    "MeetingCancelled": "Hủy cuộc họp",
-    "AbsenceRequested": "Xin phép vắng họp",
-    "AbsenceApproved": "Đồng ý cho vắng",
-    "AbsenceDeclined": "Không đồng ý cho vắng",
-    "AttendanceRecorded": "Điểm danh",
-    "PollOpened": "Lấy ý kiến, biểu quyết",
-    "PollClosed": "Kết thúc biểu quyết",
-    "MinutesRecorded": "Biên bản cuộc họp",
-    "MeetingClosed": "Cuộc họp kết thúc",
-    "MeetingGraded": "Đánh giá cuộc họp",
-    "BranchReportSubmitted": "Báo cáo lên cấp trên",
-    "BranchReportAcknowledged": "Cấp trên xác nhận báo cáo",
-    "StudyCampaignLaunched": "Phát động học tập nghị quyết",
-    "StudyCampaignClosed": "Kết thúc đợt học tập",
-    "StudyStarted": "Bắt đầu học tập",
-    "MaterialStudied": "Học tài liệu",
-    "QuizAttemptSubmitted": "Làm bài kiểm tra",
-    "ResolutionStudied": "Hoàn thành học tập nghị quyết",
-    "ReflectionSubmitted": "Nộp bài thu hoạch",
-    "ReflectionReviewed": "Chấm bài thu hoạch",
-    "AccountPasswordReset": "Đặt lại mật khẩu",
-    "VoteRecorded": "Lượt biểu quyết",
-    "QuizAttemptStarted": "Bắt đầu làm bài kiểm tra",
-    "StudyCampaignDeadlineExtended": "Gia hạn đợt học tập",
-    "QuestionBankCreated": "Tạo ngân hàng câu hỏi",
-    "QuestionAdded": "Thêm câu hỏi",
-    "QuestionRetired": "Loại bỏ câu hỏi",
-    "ContestOpened": "Mở cuộc thi tìm hiểu",
-    "ContestClosed": "Kết thúc cuộc thi",
-    "ContestEntryStarted": "Bắt đầu lượt dự thi",
-    "ContestEntrySubmitted": "Nộp bài dự thi",
-}
-
 
 def row_value(row: Row, key: str) -> Any:
+    """A cell's value; None where there was nothing to measure (shown "—")."""
     if key == "name":
         return row.name
     if key == "latest_study_rate":
-        return row.latest_study_rate if row.latest_study_rate is not None else -1
-    return row.figures().get(key, 0)
+        return row.latest_study_rate
+    return row.figures_json().get(key)
 
 
 def sort_rows(rows: list[Row], key: str, descending: bool) -> list[Row]:
-    return sorted(rows, key=lambda r: (row_value(r, key), r.name), reverse=descending)
+    def order(r: Row) -> tuple[Any, str]:
+        value = row_value(r, key)
+        return (-1 if value is None else value, r.name)
+
+    return sorted(rows, key=order, reverse=descending)
+
+
+TREE_RULE = (
+    "Số liệu của một ngày, một tháng hay báo cáo ngày chốt chỉ tính những gì đã diễn ra đến "
+    "hết ngày đó, theo cây tổ chức đúng như vào ngày đó: báo cáo chốt ngày 25 theo cây tổ "
+    "chức ngày 25 dù lập muộn; đơn vị chưa thành lập (hoặc đã hợp nhất, giải thể) vào ngày "
+    "đó hiển thị “—”; số liệu của đơn vị đã hợp nhất tính vào đơn vị tiếp nhận."
+)
+
+
+def legend() -> list[dict[str, str]]:
+    """Who counts and which tree a figure follows, in Vietnamese, for every dashboard."""
+    return [
+        {"key": "on_list", "text": LEGENDS[Purpose.on_list]},
+        {"key": "in_scope", "text": LEGENDS[Purpose.attend]},
+        {"key": "study", "text": LEGENDS[Purpose.study]},
+        {"key": "tree", "text": TREE_RULE},
+        {
+            "key": "empty",
+            "text": "“Chưa họp”: chi bộ chưa có cuộc họp kết thúc trên phần mềm trong tháng "
+            "(khác với tỷ lệ dự họp 0%). Mục tiêu không có gì để đo (0 đảng viên, 0 chi bộ) "
+            "được tính là chưa đạt.",
+        },
+    ]
 
 
 def _fmt_number(value: Any) -> str:
+    if value is None:
+        return "—"
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.1f}".replace(",", "X").replace(".", ",").replace("X", ".")
     return f"{int(value):,}".replace(",", ".")
 
 
 def _fmt_percent(value: Any) -> str:
+    if value is None:
+        return "—"
     return _fmt_number(round(float(value), 1)) + "%"
 
 
@@ -129,7 +117,7 @@ env.filters["duration"] = _fmt_duration
 env.filters["pct"] = _fmt_percent
 
 
-def chart(trends: list[dict[str, Any]]) -> dict[str, Any]:
+def chart(trends: list[Trend]) -> dict[str, Any]:
     """Coordinates for the SVG trend chart: four percentages per month."""
     series = [
         ("registered_rate", "Đăng ký", "#c62828"),
@@ -144,8 +132,9 @@ def chart(trends: list[dict[str, Any]]) -> dict[str, Any]:
     bars = []
     for i, t in enumerate(trends):
         for j, (key, _, color) in enumerate(series):
-            value = t["active_month_rate"] if key == "active_month_rate" else t["rates"][key]
-            value = min(float(value), 100.0)
+            if not t.exists or t.rates.get(key) is None:
+                continue
+            value = min(float(t.rates[key] or 0), 100.0)
             h = (height - bottom - top) * value / 100
             bars.append(
                 {
@@ -154,11 +143,11 @@ def chart(trends: list[dict[str, Any]]) -> dict[str, Any]:
                     "w": round(bar * 0.9, 1),
                     "h": round(h, 1),
                     "color": color,
-                    "title": f"{month_label(t['month'])}: {value:.1f}%",
+                    "title": f"{month_label(t.month)}: {value:.1f}%",
                 }
             )
     labels = [
-        {"x": round(left + i * step + step / 2, 1), "text": month_label(t["month"])}
+        {"x": round(left + i * step + step / 2, 1), "text": month_label(t.month)}
         for i, t in enumerate(trends)
     ]
     grid = [
@@ -201,7 +190,6 @@ def render(
         f=figures,
         level=level_label(unit.get("level")),
         rows=rows,
-        own=rollup.own,
         columns=TABLE_COLUMNS,
         target_columns=TARGET_COLUMNS,
         target=TARGET_PERCENT,
@@ -215,7 +203,7 @@ def render(
         computed_text=format_moment(rollup.computed_at),
         newest_text=format_moment(rollup.last_event_at) if rollup.last_event_at else "chưa có",
         lag=lag,
-        chain=[d for d in rollup.chain if d["_id"] != unit["_id"]],
+        chain=[{"_id": c, "name": n} for c, n in rollup.chain if c != unit["_id"]],
         visible_chain=set(visible_chain),
         chart=chart(rollup.trends),
         trends=rollup.trends,
@@ -226,14 +214,14 @@ def render(
         report_day=report_day,
         event_labels=EVENT_LABELS,
         row_value=row_value,
-        status_text={"merged": "đã hợp nhất", "dissolved": "đã giải thể"}.get(
-            str(unit.get("status")), ""
-        ),
+        status_text={"merged": "đã hợp nhất", "dissolved": "đã giải thể"}.get(rollup.status, ""),
+        legend=legend(),
+        feedback_days=total.median_days,
     )
 
 
 def error_page(exc: ServiceError) -> HTMLResponse:
     template = env.get_template("error.html")
     return HTMLResponse(
-        template.render(message=exc.message, status=exc.status_code), status_code=exc.status_code
+        template.render(message=exc.message, status=status_of(exc)), status_code=status_of(exc)
     )

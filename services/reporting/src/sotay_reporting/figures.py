@@ -1,60 +1,73 @@
-"""The figure logic, without I/O: member state transitions, time buckets, roll-ups, rates.
+"""The figure logic, without I/O: dated counters, their placement on the dated tree, views.
 
-Everything the projection writes is a counter attached to the unit an event
-names (a member's branch, a meeting's unit), never to the unit's ancestors.
-Counters are additive, so the figures of any subtree are the sum of the
-counters of the units in it, and which units are in it is read from the tree
-at query time. A move or a merge changes only the tree; the figures follow.
+**Which tree a figure follows** (sotay_platform.tree): a figure describes a
+moment (the live view now, a month its last day, a frozen report its report
+day, each at the end of that day in Asia/Ho_Chi_Minh) and counts what had
+happened by that moment, on the tree as it stood at that moment.
 
-A unit's statistics document (`Stats`) holds:
+Time is cut in *periods*: each month has two, up to the report day (half a)
+and after it (half b). Every view is the end of a period (the report of
+November: the end of 25/11; November: the end of 30/11; the live view: the
+end of the current period, nothing later being known), so counters need no
+finer dates than their period.
 
-- `m.<YYYY-MM>.<a|b>.<field>`: what happened in that month, split at the
-  report day (a: day <= report day, b: after it). Level figures (members on
-  the list, registered, ...) are stored as dated changes, so a level now, at
-  a month's end or on the report day is the sum of the changes up to then.
-  Flows (meetings held, attendance, first sign-in of the month or reporting
-  period) are counted where they happened.
-- `seen.<YYYY-MM>.<DD>`: how many members signed in last on that day
-  (current), which gives the active-in-7/30-days figures.
-- `camp.<campaign>.<s|c|t|p>`: study campaign participants: started,
-  completed, took the quiz, passed.
-- `e.<YYYY-MM>.<EventType>`: every event counted by month: the activity table.
+A unit's counters (flat keys, `|`-separated):
+
+- `L|<figure>|<p>`: a level's change in period p (members on the list, in
+  scope, registered, branches, study done per campaign, readers per piece):
+  the level at a view is the sum of its changes up to the view's period;
+- `F|<figure>|<p>`: a flow that happened in period p (meetings held,
+  attendance, first sign-in of the month, completions, documents published,
+  feedback received and answered): a month's flow is read at the end of its
+  own period or of the next one (the month's end, for half a), and
+  `G|<figure>|<p>` corrects it for that next period when the tree changed in
+  between;
+- `S|<yyyymmdd>`: members whose latest sign-in was that day, on today's tree
+  (the live 7- and 30-day figures).
+
+Each fact is recorded once at the unit it names (`unit_own`) and *placed* on
+the ancestors of that unit (`unit_rollups`): at every ancestor of its period,
+and, when the unit's place changes later (a move, a merge, a dissolution), a
+change taken away from the old ancestors and given to the new ones in that
+period. So the roll-up of any unit, for any view, is one document, and
+`rollups = sum of place(unit, own counters, tree)` holds after every batch:
+a tree change adds `place(new tree) - place(old tree)` for the units under it,
+a fact adds its own placement; the order of arrival does not matter.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sotay_platform.roster import Purpose, counted_branch, spans
+from sotay_platform.tree import OrgTree, end_of_day, utc
+
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 BRANCH_LEVELS = frozenset({"branch", "grassroots_branch"})
-LEVEL_FIELDS = ("on_list", "in_scope", "registered", "approved", "pending")
+SEP = "|"
 TARGET_PERCENT = 100.0
 
 Doc = dict[str, Any]
+Counters = dict[str, float]  # flat key -> n
+Placed = dict[str, Counters]  # unit -> flat key -> n
 
 
-# ---------------------------------------------------------------- time
+# ---------------------------------------------------------------- days and months
 
 
 def local_day(moment: datetime) -> date:
-    return moment.astimezone(TZ).date()
+    return utc(moment).astimezone(TZ).date()
 
 
 def month_key(day: date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
-
-
-def day_key(day: date) -> str:
-    return f"{day.day:02d}"
-
-
-def half(day: date, report_day: int) -> str:
-    return "a" if day.day <= report_day else "b"
 
 
 def parse_month(key: str) -> date:
@@ -68,24 +81,16 @@ def add_months(month: str, n: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def period_of(day: date, report_day: int) -> str:
-    """The reporting period a day falls in: after the report day it counts for next month."""
-    month = month_key(day)
-    return month if day.day <= report_day else add_months(month, 1)
-
-
 def month_end(month: str) -> date:
     return parse_month(add_months(month, 1)) - timedelta(days=1)
 
 
 def report_date(month: str, report_day: int) -> date:
-    first = parse_month(month)
-    return first.replace(day=min(report_day, month_end(month).day))
+    return parse_month(month).replace(day=min(report_day, month_end(month).day))
 
 
 def end_of_day_utc(day: date) -> datetime:
-    """23:59:59 of `day` in Asia/Ho_Chi_Minh, as a UTC moment."""
-    return datetime.combine(day, time(23, 59, 59), tzinfo=TZ).astimezone(UTC)
+    return end_of_day(day)
 
 
 def format_day(day: date) -> str:
@@ -93,7 +98,7 @@ def format_day(day: date) -> str:
 
 
 def format_moment(moment: datetime) -> str:
-    return moment.astimezone(TZ).strftime("%H:%M %d/%m/%Y")
+    return utc(moment).astimezone(TZ).strftime("%H:%M %d/%m/%Y")
 
 
 def month_label(month: str) -> str:
@@ -101,39 +106,120 @@ def month_label(month: str) -> str:
     return f"{first.month:02d}/{first.year}"
 
 
-# ---------------------------------------------------------------- write side: increments
+def today_local(now: datetime | None = None) -> date:
+    return local_day(now or datetime.now(UTC))
 
 
-class Increments:
-    """What one batch adds to the units' statistics documents: unit -> dotted path -> n."""
+def safe_key(value: str) -> str:
+    """A counter name from an id: no separator, no dots, no leading dollar."""
+    return value.replace(".", "_").replace("$", "_").replace(SEP, "_").replace(":", "_")
 
-    def __init__(self, report_day: int) -> None:
-        self.report_day = report_day
-        self.by_unit: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
 
-    def add(self, unit: str | None, path: str, n: float = 1) -> None:
+# ---------------------------------------------------------------- periods
+
+
+def period_of_day(day: date, report_day: int) -> int:
+    return (day.year * 12 + day.month - 1) * 2 + (0 if day.day <= report_day else 1)
+
+
+def period_of(moment: datetime, report_day: int) -> int:
+    return period_of_day(local_day(moment), report_day)
+
+
+def month_period(month: str, half: int) -> int:
+    first = parse_month(month)
+    return (first.year * 12 + first.month - 1) * 2 + half
+
+
+def period_month(p: int) -> str:
+    index = p // 2
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def period_last_day(p: int, report_day: int) -> date:
+    month = period_month(p)
+    return report_date(month, report_day) if p % 2 == 0 else month_end(month)
+
+
+def period_end(p: int, report_day: int) -> datetime:
+    return end_of_day(period_last_day(p, report_day))
+
+
+@dataclass(frozen=True)
+class View:
+    """Which moment figures describe: "live" (now), "month" (its last day) or "report"
+    (its report day). `period` is the period the view ends."""
+
+    kind: str
+    month: str
+    today: date
+    report_day: int
+
+    @cached_property
+    def period(self) -> int:
+        if self.kind == "live":
+            return period_of_day(self.today, self.report_day)
+        return month_period(self.month, 0 if self.kind == "report" else 1)
+
+    @cached_property
+    def first_period(self) -> int:
+        """The view month's first period (up to its report day)."""
+        return month_period(self.month, 0)
+
+    @property
+    def as_of(self) -> date:
+        if self.kind == "live":
+            return self.today
+        return period_last_day(self.period, self.report_day)
+
+    @property
+    def moment(self) -> datetime:
+        """The end of the view's day; the live view holds everything known."""
+        return end_of_day(self.as_of)
+
+
+def make_view(kind: str, month: str | None, today: date, report_day: int) -> View:
+    current = month_key(today)
+    month = month or current
+    if kind == "live" and month != current:
+        kind = "month"
+    return View(kind, month, today, report_day)
+
+
+# ---------------------------------------------------------------- counters
+
+
+def level_key(figure: str, p: int) -> str:
+    return f"L{SEP}{figure}{SEP}{p}"
+
+
+def flow_key(figure: str, p: int) -> str:
+    return f"F{SEP}{figure}{SEP}{p}"
+
+
+def seen_key(day: date) -> str:
+    return f"S{SEP}{day:%Y%m%d}"
+
+
+class Tally:
+    """What a batch adds, per unit and counter."""
+
+    def __init__(self) -> None:
+        self.by_unit: dict[str, Counters] = defaultdict(lambda: defaultdict(float))
+
+    def add(self, unit: str | None, key: str, n: float = 1) -> None:
         if unit and n:
-            self.by_unit[unit][path] += n
+            self.by_unit[unit][key] += n
 
-    def level(self, unit: str | None, day: date, name: str, n: int) -> None:
-        self.add(unit, f"m.{month_key(day)}.{half(day, self.report_day)}.{name}", n)
+    def merge(self, other: Mapping[str, Mapping[str, float]], sign: float = 1) -> None:
+        for unit, keys in other.items():
+            for key, n in keys.items():
+                self.add(unit, key, sign * n)
 
-    def flow(self, unit: str | None, day: date, name: str, n: float = 1) -> None:
-        self.add(unit, f"m.{month_key(day)}.{half(day, self.report_day)}.{name}", n)
-
-    def seen(self, unit: str | None, day: date, n: int) -> None:
-        self.add(unit, f"seen.{month_key(day)}.{day_key(day)}", n)
-
-    def event(self, unit: str | None, day: date, event_type: str) -> None:
-        self.add(unit, f"e.{month_key(day)}.{event_type}", 1)
-
-    def campaign(self, unit: str | None, campaign_key: str, name: str, n: int = 1) -> None:
-        self.add(unit, f"camp.{campaign_key}.{name}", n)
-
-    def nonzero(self) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
-        for unit, paths in self.by_unit.items():
-            kept = {p: _number(n) for p, n in paths.items() if n}
+    def nonzero(self) -> dict[str, dict[str, float | int]]:
+        out: dict[str, dict[str, float | int]] = {}
+        for unit, keys in self.by_unit.items():
+            kept = {k: _number(n) for k, n in keys.items() if n}
             if kept:
                 out[unit] = kept
         return out
@@ -143,327 +229,241 @@ def _number(n: float) -> float | int:
     return int(n) if float(n).is_integer() else n
 
 
-def safe_key(value: str) -> str:
-    """A MongoDB field name from an id: no dots, no leading dollar."""
-    return value.replace(".", "_").replace("$", "_")
+def strip_zeros(doc: Mapping[str, Any]) -> Doc:
+    """A counters document without the zeros `$inc` leaves behind: for comparisons."""
+    return {k: v for k, v in doc.items() if k != "_id" and v}
+
+
+# ---------------------------------------------------------------- placement on the tree
+
+
+def breakpoints(tree: OrgTree, unit_id: str, report_day: int) -> list[int]:
+    """The periods in which the unit's place in the tree may have changed."""
+    found: set[int] = set()
+    for other in tree.lineage(unit_id):
+        history = tree.get(other)
+        if history is None:
+            continue
+        moments = [history.created_at, history.merged_at, history.dissolved_at]
+        moments += [entry.since for entry in history.parents]
+        found.update(period_of(m, report_day) for m in moments if m is not None)
+    return sorted(found)
+
+
+class Placer:
+    """Places one unit's counters on the ancestors it had in each period."""
+
+    def __init__(self, tree: OrgTree, report_day: int) -> None:
+        self.tree = tree
+        self.report_day = report_day
+        self._chains: dict[tuple[str, int | None], frozenset[str]] = {}
+        self._breaks: dict[str, list[int]] = {}
+
+    def chain(self, unit_id: str, p: int | None) -> frozenset[str]:
+        key = (unit_id, p)
+        if key not in self._chains:
+            at = None if p is None else period_end(p, self.report_day)
+            self._chains[key] = frozenset(self.tree.rollup_path(unit_id, at))
+        return self._chains[key]
+
+    def breaks(self, unit_id: str) -> list[int]:
+        if unit_id not in self._breaks:
+            self._breaks[unit_id] = breakpoints(self.tree, unit_id, self.report_day)
+        return self._breaks[unit_id]
+
+    def place(
+        self, unit_id: str, counters: Mapping[str, float], out: Tally, sign: float = 1
+    ) -> None:
+        for key, n in counters.items():
+            if not n:
+                continue
+            kind, _, rest = key.partition(SEP)
+            if kind == "S":
+                for ancestor in self.chain(unit_id, None):
+                    out.add(ancestor, key, sign * n)
+                continue
+            figure, _, raw = rest.rpartition(SEP)
+            p = int(raw)
+            before = self.chain(unit_id, p)
+            if kind == "L":
+                for ancestor in before:
+                    out.add(ancestor, key, sign * n)
+                for q in self.breaks(unit_id):
+                    if q <= p:
+                        continue
+                    now = self.chain(unit_id, q)
+                    for ancestor in now - before:
+                        out.add(ancestor, level_key(figure, q), sign * n)
+                    for ancestor in before - now:
+                        out.add(ancestor, level_key(figure, q), -sign * n)
+                    before = now
+            elif kind == "F":
+                for ancestor in before:
+                    out.add(ancestor, key, sign * n)
+                after = self.chain(unit_id, p + 1)
+                correction = f"G{SEP}{figure}{SEP}{p}"
+                for ancestor in after - before:
+                    out.add(ancestor, correction, sign * n)
+                for ancestor in before - after:
+                    out.add(ancestor, correction, -sign * n)
+
+
+def replace_tree(
+    owns: Mapping[str, Mapping[str, float]], old: Placer, new: Placer, out: Tally
+) -> None:
+    """What a tree change does to the roll-ups: each unit's counters placed anew."""
+    for unit_id, counters in owns.items():
+        old.place(unit_id, counters, out, -1)
+        new.place(unit_id, counters, out, 1)
 
 
 # ---------------------------------------------------------------- members
 
 
-def new_member(member_id: str) -> Doc:
-    return {
-        "_id": member_id,
-        "branch": None,
-        "status": "official",
-        "recorded": False,
-        "self_reg": False,
-        "approved": False,
-        "rejected": False,
-        "removed": False,
-        "account": False,
-        "last_seen": None,  # ISO date of the last sign-in
-        "mau": None,  # the last calendar month a first sign-in was counted for
-        "period": None,  # the last reporting period a first sign-in was counted for
+def _moment(doc: Mapping[str, Any], key: str) -> datetime | None:
+    value = doc.get(key)
+    return utc(value) if isinstance(value, datetime) else None
+
+
+def member_counters(doc: Mapping[str, Any], report_day: int) -> Placed:
+    """What one member adds to the counters of the branches they counted in, dated.
+
+    Who counts is `sotay_platform.roster`'s rule: on the list (`Purpose.on_list`),
+    in scope (`Purpose.attend`, the targets' and study's denominator); registered
+    is in scope and holding an account (activated or signed in) by then; pending
+    is a self-registration neither approved, rejected nor removed yet.
+    """
+    out = Tally()
+
+    def span(branch: str, start: datetime, end: datetime | None, figure: str) -> None:
+        if end is not None and end <= start:
+            return
+        out.add(branch, level_key(figure, period_of(start, report_day)), 1)
+        if end is not None:
+            out.add(branch, level_key(figure, period_of(end, report_day)), -1)
+
+    for s in spans(doc, Purpose.on_list):
+        span(s.branch_id, s.start, s.end, "on_list")
+    uses = _moment(doc, "uses_at")
+    for s in spans(doc, Purpose.attend):
+        span(s.branch_id, s.start, s.end, "in_scope")
+        if uses is not None:
+            span(s.branch_id, max(s.start, uses), s.end, "registered")
+    registered_at = _moment(doc, "registered_at")
+    if doc.get("registered_by") == "self" and registered_at is not None:
+        ends = [m for m in (_moment(doc, k) for k in ("approved_at", "rejected_at", "removed_at"))]
+        closed = min((m for m in ends if m is not None), default=None)
+        branches = doc.get("branches") or []
+        first = branches[0]["value"] if branches else doc.get("branch_id")
+        if first:
+            span(str(first), registered_at, closed, "pending")
+    last_seen = doc.get("last_seen")
+    now_branch = counted_branch(doc, Purpose.attend)
+    if last_seen and now_branch:
+        out.add(now_branch, seen_key(date.fromisoformat(last_seen)), 1)
+    return {u: dict(c) for u, c in out.by_unit.items()}
+
+
+def diff(before: Placed, after: Placed, out: Tally) -> None:
+    out.merge(before, -1)
+    out.merge(after, 1)
+
+
+def sign_in_flows(doc: Doc, at: datetime, report_day: int, out: Tally) -> None:
+    """A sign-in counts once per member in its month, reporting period and report week."""
+    branch = counted_branch(doc, Purpose.attend, at)
+    if branch is None:
+        return
+    day = local_day(at)
+    p = period_of_day(day, report_day)
+    marks = {
+        "mau": month_key(day),  # used in the month
+        "pa": _reporting_period(day, report_day),  # in the reporting period
     }
+    rd = report_date(month_key(day), report_day)
+    if rd - timedelta(days=6) <= day <= rd:
+        marks["w"] = month_key(day)  # the 7 days ending on the report day
+    for figure, mark in marks.items():
+        if doc.get(f"mark_{figure}") != mark:
+            doc[f"mark_{figure}"] = mark
+            out.add(branch, flow_key(figure, p), 1)
 
 
-@dataclass(frozen=True)
-class Contribution:
-    """What one member adds to their branch's level figures and sign-in histogram."""
-
-    branch: str | None
-    levels: dict[str, int] = field(default_factory=dict)
-    seen: date | None = None
-
-
-def contribution(member: Doc) -> Contribution:
-    on_list = member["recorded"] and not member["rejected"] and not member["removed"]
-    in_scope = on_list and member["status"] != "exempted"
-    registered = in_scope and (
-        member["self_reg"] or member["account"] or member["last_seen"] is not None
-    )
-    levels = {
-        "on_list": int(on_list),
-        "in_scope": int(in_scope),
-        "registered": int(registered),
-        "approved": int(in_scope and member["approved"]),
-        "pending": int(
-            on_list and member["self_reg"] and not member["approved"] and not member["rejected"]
-        ),
-    }
-    seen = date.fromisoformat(member["last_seen"]) if in_scope and member["last_seen"] else None
-    return Contribution(member["branch"], levels, seen)
-
-
-def record_change(inc: Increments, before: Contribution, after: Contribution, day: date) -> None:
-    """Move a member's contribution: what changed, dated on the day it changed."""
-    for name in LEVEL_FIELDS:
-        old = before.levels.get(name, 0)
-        new = after.levels.get(name, 0)
-        if before.branch == after.branch:
-            if new != old:
-                inc.level(after.branch, day, name, new - old)
-        else:
-            if old:
-                inc.level(before.branch, day, name, -old)
-            if new:
-                inc.level(after.branch, day, name, new)
-    if (before.branch, before.seen) != (after.branch, after.seen):
-        if before.seen is not None:
-            inc.seen(before.branch, before.seen, -1)
-        if after.seen is not None:
-            inc.seen(after.branch, after.seen, 1)
-
-
-def apply_member_event(
-    member: Doc, event_type: str, payload: Mapping[str, Any], day: date, inc: Increments
-) -> Doc:
-    """The member's next state; `inc` gets the figures that changed. Pure but for `inc`."""
-    before = contribution(member)
-    state = dict(member)
-    match event_type:
-        case "MemberRegistered":
-            state.update(
-                branch=payload["branch_id"],
-                status=str(payload["status"]),
-                recorded=True,
-                self_reg=payload.get("registered_by", "self") == "self",
-                approved=False,
-                rejected=False,
-                removed=False,
-            )
-        case "MemberRegistrationApproved":
-            state.update(approved=True, rejected=False, branch=payload["branch_id"])
-        case "MemberRegistrationRejected":
-            state.update(rejected=True)
-        case "AccountActivated":
-            state.update(account=True)
-        case "MemberSignedIn":
-            last = state["last_seen"]
-            if last is None or day.isoformat() > last:
-                state["last_seen"] = day.isoformat()
-        case "MemberStatusChanged":
-            state.update(status=str(payload["status"]))
-        case "MemberTransferred":
-            state.update(branch=payload["to_branch_id"])
-        case "MemberRemoved":
-            state.update(removed=True)
-        case _:
-            pass
-    if state["branch"] is None and payload.get("branch_id"):
-        state["branch"] = payload["branch_id"]
-    after = contribution(state)
-    record_change(inc, before, after, day)
-    if event_type == "MemberSignedIn" and after.levels.get("in_scope"):
-        month = month_key(day)
-        if state["mau"] != month:
-            state["mau"] = month
-            inc.flow(after.branch, day, "mau")
-        period = period_of(day, inc.report_day)
-        if state["period"] != period:
-            state["period"] = period
-            inc.flow(after.branch, day, "pa")
-    return state
+def _reporting_period(day: date, report_day: int) -> str:
+    """The report a day counts for: after the report day it belongs to next month's."""
+    month = month_key(day)
+    return month if day.day <= report_day else add_months(month, 1)
 
 
 # ---------------------------------------------------------------- meetings
 
 
-def new_meeting(meeting_id: str) -> Doc:
-    return {"_id": meeting_id, "unit": None, "kind": None, "day": None, "closed": False}
+def met_flags(regular_a: float, regular_b: float) -> tuple[int, int]:
+    """A branch met in a month once: in half a if it met then, else in half b."""
+    return int(regular_a > 0), int(regular_a <= 0 < regular_b)
 
 
-def apply_meeting_event(
-    meeting: Doc, event_type: str, payload: Mapping[str, Any], day: date, inc: Increments
-) -> Doc:
-    state = dict(meeting)
-    if payload.get("unit_id"):
-        state["unit"] = payload["unit_id"]
-    match event_type:
-        case "MeetingConvened" | "MeetingRescheduled":
-            starts = payload.get("starts_at")
-            if starts and not state["closed"]:
-                moment = starts if isinstance(starts, datetime) else datetime.fromisoformat(starts)
-                state["day"] = local_day(moment).isoformat()
-            if event_type == "MeetingConvened":
-                state["kind"] = str(payload["kind"])
-        case "MeetingClosed":
-            if not state["closed"]:
-                state["closed"] = True
-                state["kind"] = str(payload["kind"])
-                held = date.fromisoformat(state["day"]) if state["day"] else day
-                unit = state["unit"]
-                inc.flow(unit, held, "meetings")
-                if state["kind"] == "regular":
-                    inc.flow(unit, held, "regular")
-                inc.flow(unit, held, "invited", int(payload["invited"]))
-                inc.flow(unit, held, "present", int(payload["present"]))
-                inc.flow(unit, held, "excused", int(payload["excused"]))
-                inc.flow(unit, held, "absent", int(payload["absent_without_leave"]))
-        case _:
-            pass
-    return state
+# ---------------------------------------------------------------- reading a roll-up
 
 
-# ---------------------------------------------------------------- learning
+@dataclass
+class Parsed:
+    levels: dict[str, dict[int, float]]
+    flows: dict[str, dict[int, float]]
+    corrections: dict[str, dict[int, float]]
+    seen: dict[date, float]
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any] | None) -> Parsed:
+        levels: dict[str, dict[int, float]] = {}
+        flows: dict[str, dict[int, float]] = {}
+        corrections: dict[str, dict[int, float]] = {}
+        seen: dict[date, float] = {}
+        targets = {"L": levels, "F": flows, "G": corrections}
+        for key, value in (doc or {}).items():
+            if not value or key == "_id":
+                continue
+            kind = key[0]
+            if kind == "S":
+                raw = key[2:]
+                seen[date(int(raw[:4]), int(raw[4:6]), int(raw[6:8]))] = float(value)
+                continue
+            target = targets.get(kind)
+            if target is None:
+                continue
+            figure, _, p = key[2:].rpartition(SEP)
+            periods = target.setdefault(figure, {})
+            periods[int(p)] = periods.get(int(p), 0.0) + float(value)
+        return cls(levels, flows, corrections, seen)
+
+    def level(self, figure: str, p: int) -> float:
+        return sum(n for q, n in self.levels.get(figure, {}).items() if q <= p)
+
+    def flow(self, figure: str, b: int, p: int) -> float:
+        """A flow of period b read at the end of period p (b or the one after it)."""
+        if p < b:
+            return 0.0
+        value = self.flows.get(figure, {}).get(b, 0.0)
+        if p > b:
+            value += self.corrections.get(figure, {}).get(b, 0.0)
+        return value
+
+    def month_flow(self, figure: str, view: View) -> float:
+        p = view.period
+        first = view.first_period
+        total = self.flow(figure, first, p)
+        if p > first:
+            total += self.flow(figure, first + 1, p)
+        return total
+
+    def active_within(self, as_of: date, days: int) -> float:
+        return sum(n for d, n in self.seen.items() if as_of - timedelta(days=days) < d <= as_of)
+
+    def figure_names(self, prefix: str) -> set[str]:
+        return {f for f in (*self.levels, *self.flows) if f.startswith(prefix)}
 
 
-def new_enrolment(enrolment_id: str) -> Doc:
-    return {
-        "_id": enrolment_id,
-        "started": False,
-        "completed": False,
-        "took": False,
-        "passed": False,
-    }
-
-
-def apply_enrolment_event(
-    enrolment: Doc, event_type: str, payload: Mapping[str, Any], day: date, inc: Increments
-) -> Doc:
-    state = dict(enrolment)
-    key = safe_key(payload["campaign_id"])
-    unit = payload.get("unit_id")
-
-    def mark(flag: str, counter: str) -> None:
-        if not state[flag]:
-            state[flag] = True
-            inc.campaign(unit, key, counter)
-
-    match event_type:
-        case "StudyStarted" | "MaterialStudied" | "ReflectionSubmitted":
-            mark("started", "s")
-        case "QuizAttemptSubmitted":
-            mark("started", "s")
-            mark("took", "t")
-            if payload.get("passed"):
-                mark("passed", "p")
-        case "ResolutionStudied":
-            mark("started", "s")
-            if not state["completed"]:
-                inc.flow(unit, day, "studied")
-            mark("completed", "c")
-            if payload.get("passed") is not None:
-                mark("took", "t")
-            if payload.get("passed"):
-                mark("passed", "p")
-        case _:
-            pass
-    return state
-
-
-# ---------------------------------------------------------------- read side: roll-up
-
-
-def deep_add(into: Doc, other: Mapping[str, Any]) -> Doc:
-    """Add every number of `other` into `into` (nested dicts of numbers)."""
-    for key, value in other.items():
-        if key == "_id":
-            continue
-        if isinstance(value, Mapping):
-            deep_add(into.setdefault(key, {}), value)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            into[key] = into.get(key, 0) + value
-    return into
-
-
-def effective_paths(units: Iterable[Doc]) -> dict[str, list[str]]:
-    """Each unit's path for roll-up: a merged unit counts under its (final) successor."""
-    by_id = {u["_id"]: u for u in units}
-    out: dict[str, list[str]] = {}
-    for unit_id, unit in by_id.items():
-        current, seen = unit, {unit_id}
-        while current.get("status") == "merged" and current.get("merged_into"):
-            successor = by_id.get(current["merged_into"])
-            if successor is None or successor["_id"] in seen:
-                break
-            seen.add(successor["_id"])
-            current = successor
-        if current.get("status") == "merged":
-            continue  # its successor is outside what was loaded: it counts elsewhere
-        out[unit_id] = list(current.get("path") or [current["_id"]])
-    return out
-
-
-def group_under(root: str, paths: Mapping[str, list[str]]) -> dict[str, str]:
-    """unit -> the child of `root` it rolls up into (`root` itself for the root's own figures)."""
-    groups: dict[str, str] = {}
-    for unit_id, path in paths.items():
-        if root not in path:
-            continue
-        index = path.index(root)
-        groups[unit_id] = path[index + 1] if index + 1 < len(path) else root
-    return groups
-
-
-@dataclass(frozen=True)
-class View:
-    """Which moment the figures describe.
-
-    kind "live": now (the current month so far); "month": the end of `month`;
-    "report": the report day of `month`.
-    """
-
-    kind: str
-    month: str
-    today: date
-    report_day: int
-
-    @property
-    def as_of(self) -> date:
-        if self.kind == "live":
-            return self.today
-        if self.kind == "report":
-            return report_date(self.month, self.report_day)
-        return month_end(self.month)
-
-
-def _get(doc: Mapping[str, Any], *keys: str) -> Any:
-    current: Any = doc
-    for key in keys:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(key)
-        if current is None:
-            return None
-    return current
-
-
-def _half_sum(doc: Mapping[str, Any], month: str, halves: str, name: str) -> float:
-    return float(sum(_get(doc, "m", month, h, name) or 0 for h in halves))
-
-
-def level_as_of(doc: Mapping[str, Any], view: View, name: str) -> float:
-    """A level is the sum of its dated changes up to the view's moment."""
-    total = 0.0
-    for month in doc.get("m") or {}:
-        if view.kind == "live" or month < view.month:
-            total += _half_sum(doc, month, "ab", name)
-        elif month == view.month:
-            total += _half_sum(doc, month, "a" if view.kind == "report" else "ab", name)
-    return total
-
-
-def flow_in(doc: Mapping[str, Any], view: View, name: str, month: str | None = None) -> float:
-    month = month or view.month
-    halves = "a" if view.kind == "report" and month == view.month else "ab"
-    return _half_sum(doc, month, halves, name)
-
-
-def active_within(doc: Mapping[str, Any], as_of: date, days: int) -> float:
-    count = 0.0
-    for back in range(days):
-        day = as_of - timedelta(days=back)
-        count += _get(doc, "seen", month_key(day), day_key(day)) or 0
-    return count
-
-
-COUNTER_FIELDS = (
-    *LEVEL_FIELDS,
-    "active_7d",
-    "active_30d",
-    "active_in_month",
+FLOW_FIGURES = (
     "meetings",
     "regular",
     "invited",
@@ -471,77 +471,69 @@ COUNTER_FIELDS = (
     "excused",
     "absent",
     "studied",
-    "branches",
-    "branches_met",
+    "published",
+    "fb_received",
+    "fb_answered",
+    "fb_on_time",
+    "fb_overdue",
 )
 
 
-def counters(doc: Mapping[str, Any], view: View) -> dict[str, float]:
-    """A (summed) statistics document's figures for one view, before branch counts."""
-    out = {name: level_as_of(doc, view, name) for name in LEVEL_FIELDS}
-    if view.kind == "report":
-        # Exact whenever the report is issued: first sign-ins counted per reporting period.
-        previous = add_months(view.month, -1)
-        out["active_30d"] = _half_sum(doc, previous, "b", "pa") + _half_sum(
-            doc, view.month, "a", "pa"
-        )
-        out["active_7d"] = active_within(doc, view.as_of, 7)
-    elif view.kind == "live":
-        out["active_30d"] = active_within(doc, view.as_of, 30)
-        out["active_7d"] = active_within(doc, view.as_of, 7)
+def counters(parsed: Parsed, view: View) -> dict[str, float]:
+    """A roll-up's figures for one view (counts; rates come from `rates`)."""
+    p = view.period
+    out = {name: parsed.level(name, p) for name in ("on_list", "in_scope", "registered")}
+    out["pending"] = parsed.level("pending", p)
+    out["branches"] = parsed.level("branches", p)
+    out["active_in_month"] = parsed.month_flow("mau", view)
+    if view.kind == "live":
+        out["active_30d"] = parsed.active_within(view.as_of, 30)
+        out["active_7d"] = parsed.active_within(view.as_of, 7)
+    elif view.kind == "report":
+        # the reporting period: the day after last month's report day to this one's
+        previous = month_period(view.month, 0) - 1
+        out["active_30d"] = parsed.flow("pa", previous, p) + parsed.flow("pa", p, p)
+        out["active_7d"] = parsed.flow("w", p, p)
     else:
-        # A past month: the sign-in histogram only knows members' latest sign-in, so the
-        # month's own figure stands in for 30 days, and there is no 7 days figure.
-        out["active_30d"] = flow_in(doc, view, "mau")
+        out["active_30d"] = out["active_in_month"]
         out["active_7d"] = 0.0
-    out["active_in_month"] = flow_in(doc, view, "mau")
-    for name in ("meetings", "regular", "invited", "present", "excused", "absent", "studied"):
-        out[name] = flow_in(doc, view, name)
-    out["branches"] = 0.0
-    out["branches_met"] = 0.0
+    for name in FLOW_FIGURES:
+        out[name] = parsed.month_flow(name, view)
+    out["branches_met"] = min(parsed.month_flow("met", view), out["branches"])
     return out
 
 
-def branch_counts(
-    unit: Mapping[str, Any], doc: Mapping[str, Any] | None, view: View
-) -> tuple[int, int]:
-    """(1, 1 if it met) for an active branch-level unit; (0, 0) otherwise. `doc` is flat."""
-    if unit.get("level") not in BRANCH_LEVELS or unit.get("status", "active") != "active":
-        return 0, 0
-    if not doc:
-        return 1, 0
-    month = view.month
-    halves = "a" if view.kind == "report" else "ab"
-    met = any(doc.get(f"m{SEP}{month}{SEP}{h}{SEP}regular", 0) > 0 for h in halves)
-    return 1, int(met)
+def answer_days(parsed: Parsed, view: View) -> float | None:
+    """Median days to answer feedback answered in the view's month (from a histogram)."""
+    histogram: list[tuple[int, float]] = []
+    for figure in parsed.figure_names("fb_days_"):
+        n = parsed.month_flow(figure, view)
+        if n > 0:
+            histogram.append((int(figure.removeprefix("fb_days_")), n))
+    if not histogram:
+        return None
+    values: list[int] = []
+    for days, n in sorted(histogram):
+        values.extend([days] * int(n))
+    return float(statistics.median(values)) if values else None
 
 
-def add_flat(into: dict[str, Any], doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Sum a stored (flat) statistics document into `into`: the roll-up's inner loop."""
-    for key, value in doc.items():
-        if key != "_id":
-            into[key] = into.get(key, 0) + value
-    return into
+def percent(part: float, whole: float) -> float | None:
+    """None on an empty denominator: nothing to measure is not 0%."""
+    return round(100.0 * part / whole, 1) if whole else None
 
 
-def flat_study(doc: Mapping[str, Any], campaign_key: str) -> dict[str, float]:
-    return {n: float(doc.get(f"camp{SEP}{campaign_key}{SEP}{n}", 0)) for n in ("s", "c", "t", "p")}
-
-
-def percent(part: float, whole: float) -> float:
-    return round(100.0 * part / whole, 1) if whole else 0.0
-
-
-def rates(c: Mapping[str, float]) -> dict[str, float]:
+def rates(c: Mapping[str, float]) -> dict[str, float | None]:
     return {
         "registered_rate": percent(c["registered"], c["in_scope"]),
-        "approved_rate": percent(c["approved"], c["in_scope"]),
         "active_7d_rate": percent(c["active_7d"], c["in_scope"]),
         "active_30d_rate": percent(c["active_30d"], c["in_scope"]),
+        "active_month_rate": percent(c["active_in_month"], c["in_scope"]),
         "branches_met_rate": percent(c["branches_met"], c["branches"]),
         "attendance_rate": percent(c["present"], c["invited"]),
         "excused_rate": percent(c["excused"], c["invited"]),
         "unexcused_rate": percent(c["absent"], c["invited"]),
+        "answered_on_time_rate": percent(c["fb_on_time"], c["fb_answered"]),
     }
 
 
@@ -552,27 +544,26 @@ TARGETS = {
 }
 
 
-def behind_targets(r: Mapping[str, float], c: Mapping[str, float]) -> list[str]:
-    """Which seed-004 targets the unit misses (only those that apply to it)."""
-    behind = []
-    if c["in_scope"] and r["registered_rate"] < TARGET_PERCENT:
-        behind.append("registered_rate")
-    if c["in_scope"] and r["active_30d_rate"] < TARGET_PERCENT:
-        behind.append("active_30d_rate")
-    if c["branches"] and r["branches_met_rate"] < TARGET_PERCENT:
-        behind.append("branches_met_rate")
-    return behind
+def behind_targets(r: Mapping[str, float | None]) -> list[str]:
+    """The seed-004 targets not met; one with nothing to measure is never met."""
+    return [key for key in TARGETS if (r[key] or 0.0) < TARGET_PERCENT or r[key] is None]
 
 
-def usage_figures_dict(c: Mapping[str, float], study: Mapping[str, float] | None = None) -> Doc:
-    """The counters in the shape of the usage stream's `UsageFigures`."""
+def usage_figures_dict(
+    c: Mapping[str, float], study: Mapping[str, float] | None = None, median: float | None = None
+) -> Doc:
+    """The counters in the shape of the usage stream's `UsageFigures` (rates 0 when empty)."""
     r = rates(c)
     study = study or {}
+
+    def rate(key: str) -> float:
+        return r[key] or 0.0
+
     return {
         "members_on_list": int(c["on_list"]),
         "members_in_scope": int(c["in_scope"]),
         "registered": int(c["registered"]),
-        "approved": int(c["approved"]),
+        "approved": int(c["on_list"]),
         "pending_approval": int(c["pending"]),
         "active_7d": int(c["active_7d"]),
         "active_30d": int(c["active_30d"]),
@@ -588,59 +579,40 @@ def usage_figures_dict(c: Mapping[str, float], study: Mapping[str, float] | None
         "study_completed": int(study.get("c", 0)),
         "quiz_takers": int(study.get("t", 0)),
         "quiz_passed": int(study.get("p", 0)),
-        "registered_rate": r["registered_rate"],
-        "active_30d_rate": r["active_30d_rate"],
-        "branches_met_rate": r["branches_met_rate"],
-        "attendance_rate": r["attendance_rate"],
-        "excused_rate": r["excused_rate"],
-        "unexcused_rate": r["unexcused_rate"],
-        "meets_targets": not behind_targets(r, c) and bool(c["in_scope"] or c["branches"]),
+        "registered_rate": rate("registered_rate"),
+        "active_30d_rate": rate("active_30d_rate"),
+        "branches_met_rate": rate("branches_met_rate"),
+        "attendance_rate": rate("attendance_rate"),
+        "excused_rate": rate("excused_rate"),
+        "unexcused_rate": rate("unexcused_rate"),
+        "meets_targets": not behind_targets(r),
+        "documents_published": int(c["published"]),
+        "feedback_received": int(c["fb_received"]),
+        "feedback_answered": int(c["fb_answered"]),
+        "feedback_answered_on_time": int(c["fb_on_time"]),
+        "feedback_overdue": int(c["fb_overdue"]),
+        "feedback_median_days": median,
     }
 
 
-def study_totals(
-    doc: Mapping[str, Any], campaign_keys: Iterable[str] | None = None
-) -> dict[str, float]:
+def study_totals(parsed: Parsed, p: int, campaign_keys: Iterable[str] | None = None) -> Counters:
+    """Study done by the view's end: started, completed, quiz takers, passed."""
     out = {"s": 0.0, "c": 0.0, "t": 0.0, "p": 0.0}
-    camps = doc.get("camp") or {}
-    keys = camps.keys() if campaign_keys is None else campaign_keys
-    for key in keys:
-        for name in out:
-            out[name] += float(_get(camps, key, name) or 0)
+    keys = set(campaign_keys) if campaign_keys is not None else None
+    for figure in parsed.figure_names("c:"):
+        _, key, name = figure.split(":")
+        if keys is None or key in keys:
+            out[name] += parsed.level(figure, p)
     return out
 
 
-SEP = "|"
+def campaign_figure(key: str, name: str) -> str:
+    return f"c:{key}:{name}"
 
 
-def flat_path(path: str) -> str:
-    """Stored field names are flat (`m|2026-11|a|present`): the embedded server updates a
-    flat document two to three times faster than a nested one."""
-    return path.replace(".", SEP)
+def read_figure(piece_key: str) -> str:
+    return f"r:{piece_key}"
 
 
-def unflatten(doc: Mapping[str, Any]) -> Doc:
-    """A stored statistics document in the nested shape the figure logic reads."""
-    out: Doc = {}
-    for key, value in doc.items():
-        if key == "_id":
-            out[key] = value
-            continue
-        node = out
-        *parents, leaf = key.split(SEP)
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
-def strip_zeros(doc: Any) -> Any:
-    """A statistics document without the zero counters $inc leaves behind: for comparisons."""
-    if isinstance(doc, Mapping):
-        cleaned = {k: strip_zeros(v) for k, v in doc.items()}
-        return {k: v for k, v in cleaned.items() if v not in (0, 0.0, {}, None)}
-    return doc
-
-
-def today_local(now: datetime | None = None) -> date:
-    return local_day(now or datetime.now(UTC))
+def placer_factory(report_day: int) -> Callable[[OrgTree], Placer]:
+    return lambda tree: Placer(tree, report_day)

@@ -8,14 +8,12 @@ import logging
 from fastapi import FastAPI
 
 from sotay_events import topics
-from sotay_platform.auth import Principal
-from sotay_platform.org_units import OrgUnitsProjection
-from sotay_platform.org_units import create_indexes as create_tree_indexes
+from sotay_platform.auth import Grant, Principal, Role
 from sotay_platform.runtime import ServiceRuntime
 from sotay_platform.settings import AuthSettings
 from sotay_reporting import api
+from sotay_reporting.figures import add_months, end_of_day_utc, month_key, report_date, today_local
 from sotay_reporting.projections import UsageProjection
-from sotay_reporting.projections import create_indexes as create_usage_indexes
 from sotay_reporting.queries import UsageQueries
 from sotay_reporting.reports import ReportService
 from sotay_reporting.settings import ReportingSettings
@@ -23,8 +21,15 @@ from sotay_reporting.usage_stream import UsagePublisher
 
 log = logging.getLogger(__name__)
 
-# Every service's events feed the usage projection; the tree has a projection of its own.
-USAGE_SOURCES = [topics.IDENTITY, topics.MEETINGS, topics.LEARNING, topics.CONTENT, topics.FEEDBACK]
+# One projection reads the tree and every service's facts, so each batch sees one tree.
+USAGE_SOURCES = [
+    topics.ORG_TREE,
+    topics.IDENTITY,
+    topics.MEETINGS,
+    topics.LEARNING,
+    topics.CONTENT,
+    topics.FEEDBACK,
+]
 SYSTEM = Principal(subject="reporting-scheduler")
 
 
@@ -33,16 +38,13 @@ def create_app(
 ) -> FastAPI:
     settings = settings or ReportingSettings()
     runtime = ServiceRuntime(settings, auth)
-    runtime.add_projection(OrgUnitsProjection(), [topics.ORG_TREE])
-    runtime.add_projection(UsageProjection(settings.report_day), USAGE_SOURCES)
-    runtime.startup_hooks.append(lambda: create_tree_indexes(runtime.db))
-    runtime.startup_hooks.append(lambda: create_usage_indexes(runtime.db))
+    usage = UsageProjection(settings.report_day)
+    runtime.add_projection(usage, USAGE_SOURCES)
+    runtime.startup_hooks.append(lambda: usage.create_indexes(runtime.db))
 
     queries = UsageQueries(runtime.db, settings.report_day, settings.cache_seconds)
-    reports = ReportService(
-        runtime.store, queries, settings.report_day, on_saved=runtime.relay.wake
-    )
-    publisher = UsagePublisher(runtime.broker, runtime.db, queries, settings.usage_levels)
+    reports = ReportService(runtime.store, queries, settings.report_day)
+    publisher = UsagePublisher(runtime.store, runtime.db, queries, settings.usage_levels)
 
     if settings.usage_publish_interval > 0:
         runtime.workers.append(
@@ -52,9 +54,7 @@ def create_app(
             )
         )
     if settings.auto_report_units:
-        runtime.workers.append(
-            ("monthly-reports", lambda: _auto_reports(reports, publisher, settings))
-        )
+        runtime.workers.append(("monthly-reports", lambda: _auto_reports(reports, settings)))
     runtime.readiness_checks["usage_stream"] = publisher.health
 
     app = FastAPI(
@@ -73,18 +73,8 @@ def create_app(
     return app
 
 
-async def _auto_reports(
-    reports: ReportService, publisher: UsagePublisher, settings: ReportingSettings
-) -> None:
+async def _auto_reports(reports: ReportService, settings: ReportingSettings) -> None:
     """Issue last due month's report for the configured units once its report day is over."""
-    from sotay_platform.auth import Grant, Role
-    from sotay_reporting.figures import (
-        add_months,
-        end_of_day_utc,
-        month_key,
-        report_date,
-        today_local,
-    )
 
     scheduler = Principal(
         subject=SYSTEM.subject,
@@ -97,10 +87,7 @@ async def _auto_reports(
             month = add_months(month, -1)
         for unit in settings.auto_report_units:
             try:
-                issued = await reports.issue(scheduler, unit, month)
-                if issued.created:
-                    doc = await reports.queries.unit(unit)
-                    await publisher.publish_report(issued.report, list(doc.get("path") or [unit]))
+                await reports.issue(scheduler, unit, month)  # the stream gets it in its commit
             except Exception:
                 log.exception("automatic monthly report for %s %s failed", unit, month)
         await asyncio.sleep(settings.auto_report_check_interval)

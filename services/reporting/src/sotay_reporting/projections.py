@@ -1,181 +1,444 @@
-"""The usage projection: every event of every service into per-unit counters.
+"""The usage projection: every fact into dated counters, rolled up per ancestor as it lands.
 
-One batch is one MongoDB transaction (the runner's): the states of the members,
-meetings and enrolments the batch touches are read with one query each, the
-events are applied in memory in order, and everything is written back with
-one bulk write per collection. Counters are `$inc`s on the unit the event
-names, so the result does not depend on how events of different aggregates
-interleave: a rebuild from the event history equals the live model.
+One projection reads the tree and every fact, so a batch sees one tree: its
+tree events are applied first (the shared `OrgUnitsProjection` writes
+`org_units` in the same transaction), and the roll-ups of the units under
+what changed are placed anew; then the batch's facts are recorded at their
+units (`unit_own`) and placed on those units' ancestors of the time
+(`unit_rollups`), see `figures`. One batch costs a handful of reads (the
+states and tree documents it needs, one `$in` query each) and one bulk write
+per collection, whatever its size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from sotay_events.consumer import Applied
-from sotay_reporting.figures import (
-    Doc,
-    Increments,
-    apply_enrolment_event,
-    apply_meeting_event,
-    apply_member_event,
-    flat_path,
-    local_day,
-    new_enrolment,
-    new_meeting,
-    new_member,
-    safe_key,
+from sotay_events.catalogue import CATALOGUE
+from sotay_events.catalogue.content import PiecePublished, PieceRead, PieceWithdrawn
+from sotay_events.catalogue.feedback import (
+    FeedbackAnswered,
+    FeedbackEscalated,
+    FeedbackSubmitted,
 )
+from sotay_events.catalogue.identity import AccountActivated, MemberSignedIn
+from sotay_events.catalogue.learning import (
+    MaterialStudied,
+    QuizAttemptSubmitted,
+    ReflectionSubmitted,
+    ResolutionStudied,
+    StudyCampaignClosed,
+    StudyCampaignDeadlineExtended,
+    StudyCampaignLaunched,
+    StudyStarted,
+)
+from sotay_events.catalogue.meetings import MeetingClosed, MeetingKind
+from sotay_events.catalogue.org_tree import UnitCreated, UnitDissolved, UnitMerged
+from sotay_events.consumer import Applied
+from sotay_platform.org_units import COLLECTION as ORG_UNITS
+from sotay_platform.org_units import OrgUnitsProjection
+from sotay_platform.org_units import create_indexes as create_tree_indexes
+from sotay_platform.roster import MEMBER_EVENTS, apply_member_event
+from sotay_platform.tree import TREE_EVENTS, OrgTree, utc
+from sotay_reporting.figures import (
+    BRANCH_LEVELS,
+    Doc,
+    Placer,
+    Tally,
+    campaign_figure,
+    diff,
+    flow_key,
+    level_key,
+    local_day,
+    member_counters,
+    met_flags,
+    month_period,
+    period_month,
+    period_of,
+    read_figure,
+    replace_tree,
+    safe_key,
+    sign_in_flows,
+)
+from sotay_reporting.labels import EVENT_LABELS
 
-STATS = "unit_stats"
+ROLLUPS = "unit_rollups"
+# What the facts naming a unit add, before placement: what a tree change places anew.
+# Kept apart so that the roll-ups a dashboard reads stay small.
+OWN = "unit_own"
 MEMBERS = "usage_members"
-MEETINGS = "usage_meetings"
 ENROLMENTS = "usage_enrolments"
+FEEDBACK = "usage_feedback"
 CAMPAIGNS = "usage_campaigns"
+PIECES = "usage_pieces"
 META = "usage_meta"
 
-StateFn = Callable[[Doc, str, dict[str, Any], Any, Increments], Doc]
+ENROLMENT_EVENTS = (
+    StudyStarted,
+    MaterialStudied,
+    ReflectionSubmitted,
+    QuizAttemptSubmitted,
+    ResolutionStudied,
+)
+CAMPAIGN_EVENTS = (StudyCampaignLaunched, StudyCampaignDeadlineExtended, StudyCampaignClosed)
+FEEDBACK_EVENTS = (FeedbackSubmitted, FeedbackAnswered, FeedbackEscalated)
+PIECE_EVENTS = (PiecePublished, PieceWithdrawn, PieceRead)
+READ_TYPES = frozenset(
+    e.event_type
+    for e in (
+        *TREE_EVENTS,
+        *MEMBER_EVENTS,
+        AccountActivated,
+        MemberSignedIn,
+        MeetingClosed,
+        *ENROLMENT_EVENTS,
+        *CAMPAIGN_EVENTS,
+        *FEEDBACK_EVENTS,
+        *PIECE_EVENTS,
+    )
+)
+# The activity table counts these too; nothing else is decoded.
+EVENT_TYPES = READ_TYPES | (frozenset(EVENT_LABELS) & frozenset(CATALOGUE.event_types()))
 
 
 class UsageProjection:
-    """Feeds `unit_stats` from identity, meetings, learning and any later service."""
-
     name = "usage"
-    collections = (STATS, MEMBERS, MEETINGS, ENROLMENTS, CAMPAIGNS, META)
+    collections = (
+        ORG_UNITS,
+        OWN,
+        ROLLUPS,
+        MEMBERS,
+        ENROLMENTS,
+        FEEDBACK,
+        CAMPAIGNS,
+        PIECES,
+        META,
+    )
+    event_types = EVENT_TYPES
 
     def __init__(self, report_day: int = 25) -> None:
         self.report_day = report_day
+        self.tree = OrgUnitsProjection()
+
+    async def create_indexes(self, db: AsyncDatabase[Doc]) -> None:
+        await create_indexes(db)
 
     async def apply_batch(
         self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
     ) -> None:
-        inc = Increments(self.report_day)
-        wanted: dict[str, set[str]] = {MEMBERS: set(), MEETINGS: set(), ENROLMENTS: set()}
-        payloads = [event.model_dump() for _, event in items]
-        for (envelope, _), payload in zip(items, payloads, strict=True):
-            key = _state_key(envelope.aggregate_type, payload)
-            if key:
-                wanted[key[0]].add(key[1])
-        states: dict[str, dict[str, Doc]] = {}
-        for collection, ids in wanted.items():
-            states[collection] = {}
-            if ids:
-                async for doc in db[collection].find(
-                    {"_id": {"$in": sorted(ids)}}, session=session
-                ):
-                    states[collection][doc["_id"]] = doc
-        existing = {name: set(found) for name, found in states.items()}
-        touched: dict[str, set[str]] = {name: set() for name in wanted}
-        campaigns: dict[str, Doc] = {}
-        last_event: datetime | None = None
-
-        for (envelope, event), payload in zip(items, payloads, strict=True):
-            day = local_day(envelope.occurred_at)
-            last_event = max(last_event or envelope.occurred_at, envelope.occurred_at)
-            unit = payload.get("unit_id") or payload.get("branch_id")
-            key = _state_key(envelope.aggregate_type, payload)
-            if key:
-                collection, state_id = key
-                fresh, apply = _MACHINES[collection]
-                state = states[collection].get(state_id) or fresh(state_id)
-                state = apply(state, envelope.event_type, payload, day, inc)
-                states[collection][state_id] = state
-                touched[collection].add(state_id)
-                if collection == MEETINGS:
-                    unit = state.get("unit") or unit
-            fields = _campaign_fields(event) if envelope.aggregate_type == "StudyCampaign" else {}
-            if fields:
-                campaigns.setdefault(payload["campaign_id"], {}).update(fields)
-            if not unit and envelope.org_path:
-                unit = envelope.org_path[-1]
-            inc.event(unit, day, envelope.event_type)
-
-        for collection, ids in touched.items():
-            # New states are inserted in one batch (several times faster than upserts on
-            # the embedded server); states that were read are replaced.
-            new = [states[collection][i] for i in sorted(ids) if i not in existing[collection]]
-            old = [i for i in sorted(ids) if i in existing[collection]]
-            if new:
-                await db[collection].insert_many(new, ordered=False, session=session)
-            if old:
-                await db[collection].bulk_write(
-                    [ReplaceOne({"_id": i}, states[collection][i]) for i in old],
-                    ordered=False,
-                    session=session,
-                )
-        if campaigns:
-            await db[CAMPAIGNS].bulk_write(
-                [
-                    UpdateOne({"_id": cid}, {"$set": fields}, upsert=True)
-                    for cid, fields in campaigns.items()
-                ],
-                ordered=False,
-                session=session,
-            )
-        increments = inc.nonzero()
-        if increments:
-            await db[STATS].bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": u},
-                        {"$inc": {flat_path(k): n for k, n in paths.items()}},
-                        upsert=True,
-                    )
-                    for u, paths in increments.items()
-                ],
-                ordered=False,
-                session=session,
-            )
-        if last_event is not None:
+        rollups = Tally()
+        own = Tally()
+        tree_items = [(e, ev) for e, ev in items if isinstance(ev, TREE_EVENTS)]
+        facts = [(e, ev) for e, ev in items if not isinstance(ev, TREE_EVENTS)]
+        if tree_items:
+            await self._tree_changes(db, tree_items, session, own, rollups)
+        writes = await self._facts(db, facts, session, own)
+        if own.by_unit:
+            tree = await load_tree(db, sorted(own.by_unit), session)
+            placer = Placer(tree, self.report_day)
+            for unit, counters in own.by_unit.items():
+                placer.place(unit, counters, rollups)
+        await _inc(db, OWN, own, session)
+        await _inc(db, ROLLUPS, rollups, session)
+        for collection, ops in writes.items():
+            if ops:
+                await db[collection].bulk_write(ops, ordered=False, session=session)
+        last = max((e.occurred_at for e, _ in items), default=None)
+        if last is not None:
             await db[META].update_one(
-                {"_id": self.name},
-                {"$max": {"last_event_at": last_event}},
-                upsert=True,
-                session=session,
+                {"_id": self.name}, {"$max": {"last_event_at": last}}, upsert=True, session=session
             )
 
+    async def _tree_changes(
+        self,
+        db: AsyncDatabase[Doc],
+        items: list[Applied],
+        session: AsyncClientSession,
+        own: Tally,
+        rollups: Tally,
+    ) -> None:
+        """Apply the tree events; every unit under what changed is placed anew."""
+        changed = sorted({ev.unit_id for _, ev in items})
+        affected = set(changed) | await _under(db, changed, session)
+        old = await load_tree(db, sorted(affected), session)
+        await self.tree.apply_batch(db, items, session)
+        affected |= await _under(db, changed, session)
+        new = await load_tree(db, sorted(affected), session)
+        owns = {
+            d["_id"]: own_of(d)
+            async for d in db[OWN].find({"_id": {"$in": sorted(affected)}}, session=session)
+        }
+        replace_tree(owns, Placer(old, self.report_day), Placer(new, self.report_day), rollups)
+        births = Tally()  # a branch-level unit counts as a branch from creation to its end
+        for envelope, event in items:
+            history = new.get(event.unit_id)
+            if history is None or history.level not in BRANCH_LEVELS:
+                continue
+            p = period_of(envelope.occurred_at, self.report_day)
+            if isinstance(event, UnitCreated):
+                births.add(event.unit_id, level_key("branches", p), 1)
+            elif isinstance(event, UnitMerged | UnitDissolved):
+                births.add(event.unit_id, level_key("branches", p), -1)
+        placer = Placer(new, self.report_day)
+        for unit, counters in births.by_unit.items():
+            placer.place(unit, counters, rollups)
+        await _inc(db, OWN, births, session)  # placed already: recorded, not placed again
 
-def _state_key(aggregate_type: str, payload: dict[str, Any]) -> tuple[str, str] | None:
-    if aggregate_type == "Member" and payload.get("member_id"):
-        return MEMBERS, str(payload["member_id"])
-    if aggregate_type == "Meeting" and payload.get("meeting_id"):
-        return MEETINGS, str(payload["meeting_id"])
-    if aggregate_type == "Enrolment" and payload.get("campaign_id") and payload.get("member_id"):
-        return ENROLMENTS, f"{payload['campaign_id']}|{payload['member_id']}"
-    return None
+    async def _facts(
+        self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession, own: Tally
+    ) -> dict[str, list[Any]]:
+        rd = self.report_day
+        member_ids = {
+            str(getattr(ev, "member_id", ""))
+            for _, ev in items
+            if isinstance(ev, (*MEMBER_EVENTS, AccountActivated, MemberSignedIn))
+        }
+        enrolment_ids = {
+            f"{ev.campaign_id}|{ev.member_id}"
+            for _, ev in items
+            if isinstance(ev, ENROLMENT_EVENTS)
+        }
+        feedback_ids = {ev.feedback_id for _, ev in items if isinstance(ev, FEEDBACK_EVENTS)}
+        members = await _states(db, MEMBERS, member_ids, session)
+        enrolments = await _states(db, ENROLMENTS, enrolment_ids, session)
+        feedback = await _states(db, FEEDBACK, feedback_ids, session)
+        loaded = {MEMBERS: set(members), ENROLMENTS: set(enrolments), FEEDBACK: set(feedback)}
+        regular_units = {
+            ev.unit_id
+            for _, ev in items
+            if isinstance(ev, MeetingClosed) and ev.kind == MeetingKind.regular
+        }
+        regular_own = {
+            d["_id"]: own_of(d)
+            async for d in db[OWN].find({"_id": {"$in": sorted(regular_units)}}, session=session)
+        }
+        before: dict[str, Any] = {
+            m: member_counters(members[m], rd) for m in member_ids if m in members
+        }
+        campaigns: dict[str, Doc] = {}
+        pieces: dict[str, Doc] = {}
+        regular: dict[tuple[str, str], list[float]] = {}  # (unit, month) -> added in a, b
+
+        for envelope, event in items:
+            at = envelope.occurred_at
+            p = period_of(at, rd)
+            unit = _unit_of(envelope, event)
+            if event.event_type in EVENT_LABELS:
+                own.add(unit, flow_key(f"e:{event.event_type}", p))
+            match event:
+                case _ if isinstance(event, (*MEMBER_EVENTS, AccountActivated, MemberSignedIn)):
+                    member_id = str(getattr(event, "member_id", ""))
+                    doc = members.setdefault(member_id, {"_id": member_id})
+                    apply_member_event(doc, event, at, envelope.aggregate_version)
+                    if isinstance(event, AccountActivated | MemberSignedIn):
+                        uses = doc.get("uses_at")
+                        if uses is None or utc(uses) > at:
+                            doc["uses_at"] = at
+                    if isinstance(event, MemberSignedIn):
+                        day = local_day(at).isoformat()
+                        if not doc.get("last_seen") or day > doc["last_seen"]:
+                            doc["last_seen"] = day
+                        sign_in_flows(doc, at, rd, own)
+                case MeetingClosed():
+                    for name, n in (
+                        ("meetings", 1),
+                        ("invited", event.invited),
+                        ("present", event.present),
+                        ("excused", event.excused),
+                        ("absent", event.absent_without_leave),
+                    ):
+                        own.add(event.unit_id, flow_key(name, p), n)
+                    if event.kind == MeetingKind.regular:
+                        own.add(event.unit_id, flow_key("regular", p))
+                        added = regular.setdefault((event.unit_id, period_month(p)), [0, 0])
+                        added[p % 2] += 1
+                case _ if isinstance(event, ENROLMENT_EVENTS):
+                    key = f"{event.campaign_id}|{event.member_id}"
+                    state = enrolments.setdefault(key, {"_id": key})
+                    _enrol(state, event, event.unit_id, safe_key(event.campaign_id), p, own)
+                case _ if isinstance(event, CAMPAIGN_EVENTS):
+                    campaigns.setdefault(event.campaign_id, {}).update(_campaign(event, at))
+                case PiecePublished():
+                    own.add(event.unit_id, flow_key("published", p))
+                    pieces.setdefault(event.piece_id, {}).update(
+                        key=safe_key(event.piece_id),
+                        unit=event.unit_id,
+                        kind=event.kind.value,
+                        title=event.title,
+                        number=event.number_symbol,
+                        published_at=at,
+                        withdrawn=False,
+                    )
+                case PieceWithdrawn():
+                    pieces.setdefault(event.piece_id, {}).update(withdrawn=True)
+                case PieceRead():
+                    reader_unit = event.branch_id or event.unit_id
+                    own.add(reader_unit, level_key(read_figure(safe_key(event.piece_id)), p))
+                case _ if isinstance(event, FEEDBACK_EVENTS):
+                    state = feedback.setdefault(event.feedback_id, {"_id": event.feedback_id})
+                    _feedback(state, event, rd, own)
+                case _:
+                    pass
+
+        for m in member_ids:
+            diff(before.get(m, {}), member_counters(members[m], rd), own)
+        for (unit, month), (added_a, added_b) in regular.items():
+            a, b = month_period(month, 0), month_period(month, 1)
+            stored = regular_own.get(unit) or {}
+            old_a = float(stored.get(flow_key("regular", a), 0))
+            old_b = float(stored.get(flow_key("regular", b), 0))
+            old_flags = met_flags(old_a, old_b)
+            new_flags = met_flags(old_a + added_a, old_b + added_b)
+            for q, old_flag, new_flag in zip((a, b), old_flags, new_flags, strict=True):
+                own.add(unit, flow_key("met", q), new_flag - old_flag)
+        writes: dict[str, list[Any]] = {
+            MEMBERS: _replace_or_insert(members, loaded[MEMBERS]),
+            ENROLMENTS: _replace_or_insert(enrolments, loaded[ENROLMENTS]),
+            FEEDBACK: _replace_or_insert(feedback, loaded[FEEDBACK]),
+            CAMPAIGNS: [
+                UpdateOne({"_id": i}, {"$set": f}, upsert=True) for i, f in campaigns.items()
+            ],
+            PIECES: [UpdateOne({"_id": i}, {"$set": f}, upsert=True) for i, f in pieces.items()],
+        }
+        return writes
 
 
-_MACHINES: dict[str, tuple[Callable[[str], Doc], StateFn]] = {
-    MEMBERS: (new_member, apply_member_event),
-    MEETINGS: (new_meeting, apply_meeting_event),
-    ENROLMENTS: (new_enrolment, apply_enrolment_event),
-}
+def own_of(doc: Doc) -> dict[str, float]:
+    return {k: v for k, v in doc.items() if k != "_id" and v}
 
 
-def _campaign_fields(event: Any) -> Doc:
-    data = event.model_dump()
-    if event.event_type == "StudyCampaignLaunched":
+def _replace_or_insert(states: dict[str, Doc], stored: set[str]) -> list[Any]:
+    """New states in one insert (several times faster than upserts on the embedded server)."""
+    ops: list[Any] = [ReplaceOne({"_id": i}, d) for i, d in states.items() if i in stored]
+    ops += [InsertOne(d) for i, d in states.items() if i not in stored]
+    return ops
+
+
+def _unit_of(envelope: Any, event: Any) -> str | None:
+    for name in ("branch_id", "unit_id", "to_unit_id"):
+        value = getattr(event, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return envelope.org_path[-1] if envelope.org_path else None
+
+
+def _enrol(state: Doc, event: Any, unit: str, key: str, p: int, own: Tally) -> None:
+    def mark(flag: str) -> None:
+        if not state.get(flag):
+            state[flag] = True
+            own.add(unit, level_key(campaign_figure(key, flag), p))
+
+    mark("s")
+    if isinstance(event, QuizAttemptSubmitted):
+        mark("t")
+        if event.passed:
+            mark("p")
+    elif isinstance(event, ResolutionStudied):
+        if not state.get("c"):
+            own.add(unit, flow_key("studied", p))
+        mark("c")
+        if event.passed is not None:
+            mark("t")
+        if event.passed:
+            mark("p")
+
+
+def _campaign(event: Any, at: datetime) -> Doc:
+    if isinstance(event, StudyCampaignLaunched):
         return {
-            "key": safe_key(data["campaign_id"]),
-            "unit": data["unit_id"],
-            "code": data["resolution_code"],
-            "title": data.get("title") or data["resolution_title"],
-            "deadline": data["deadline"],
-            "has_quiz": data.get("has_quiz", False),
+            "key": safe_key(event.campaign_id),
+            "unit": event.unit_id,
+            "code": event.resolution_code,
+            "title": event.title or event.resolution_title,
+            "deadline": event.deadline,
+            "has_quiz": event.has_quiz,
+            "launched_at": at,
             "closed": False,
         }
-    if event.event_type == "StudyCampaignDeadlineExtended":
-        return {"deadline": data["deadline"], "key": safe_key(data["campaign_id"])}
-    if event.event_type == "StudyCampaignClosed":
-        return {"closed": True, "unit": data["unit_id"], "key": safe_key(data["campaign_id"])}
-    return {}
+    if isinstance(event, StudyCampaignDeadlineExtended):
+        return {"deadline": event.deadline}
+    return {"closed": True, "closed_at": at}
+
+
+def _feedback(state: Doc, event: Any, report_day: int, own: Tally) -> None:
+    unit = event.branch_id
+
+    def overdue(deadline: datetime) -> None:
+        if not state.get("overdue"):
+            state["overdue"] = True
+            own.add(unit, flow_key("fb_overdue", period_of(deadline, report_day)))
+
+    if isinstance(event, FeedbackSubmitted):
+        if not state.get("received"):
+            state["received"] = True
+            own.add(unit, flow_key("fb_received", period_of(event.submitted_at, report_day)))
+    elif isinstance(event, FeedbackEscalated):
+        if event.reason == "overdue":
+            overdue(event.missed_deadline or event.received_at)
+    elif isinstance(event, FeedbackAnswered) and not state.get("answered"):
+        state["answered"] = True
+        p = period_of(event.answered_at, report_day)
+        own.add(unit, flow_key("fb_answered", p))
+        if event.on_time:
+            own.add(unit, flow_key("fb_on_time", p))
+        else:
+            overdue(event.deadline)
+        waited = (utc(event.answered_at) - utc(event.submitted_at)).total_seconds() / 86400
+        own.add(unit, flow_key(f"fb_days_{min(90, max(0, math.ceil(waited)))}", p))
+
+
+async def _states(
+    db: AsyncDatabase[Doc], collection: str, ids: set[str], session: AsyncClientSession
+) -> dict[str, Doc]:
+    if not ids:
+        return {}
+    return {
+        d["_id"]: d
+        async for d in db[collection].find({"_id": {"$in": sorted(ids)}}, session=session)
+    }
+
+
+async def _under(
+    db: AsyncDatabase[Doc], unit_ids: list[str], session: AsyncClientSession
+) -> set[str]:
+    found = db[ORG_UNITS].find({"lineage": {"$in": unit_ids}}, {"_id": 1}, session=session)
+    return {d["_id"] async for d in found}
+
+
+async def load_tree(
+    db: AsyncDatabase[Doc], unit_ids: list[str], session: AsyncClientSession | None = None
+) -> OrgTree:
+    """The dated tree of the units and everything they ever hung from or merged into."""
+    units = db[ORG_UNITS]
+    docs = {d["_id"]: d async for d in units.find({"_id": {"$in": unit_ids}}, session=session)}
+    lineage = {u for d in docs.values() for u in d.get("lineage") or []} - set(docs)
+    if lineage:
+        async for d in units.find({"_id": {"$in": sorted(lineage)}}, session=session):
+            docs[d["_id"]] = d
+    return OrgTree.from_docs(docs.values())
+
+
+async def _inc(
+    db: AsyncDatabase[Doc], collection: str, tally: Tally, session: AsyncClientSession
+) -> None:
+    counters = tally.nonzero()
+    if counters:
+        await db[collection].bulk_write(
+            [UpdateOne({"_id": u}, {"$inc": keys}, upsert=True) for u, keys in counters.items()],
+            ordered=False,
+            session=session,
+        )
 
 
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:
+    await create_tree_indexes(db)
+    # children of a unit as the tree stood at any date, and campaigns / pieces by unit
+    await db[ORG_UNITS].create_index([("parents.parent_id", ASCENDING)])
     await db[CAMPAIGNS].create_index([("unit", ASCENDING)])
+    await db[PIECES].create_index([("unit", ASCENDING)])

@@ -1,10 +1,10 @@
-"""The read side: a unit's figures, rolled up through the tree at query time.
+"""The read side: a unit's figures from its own roll-up document, never a subtree scan.
 
-The subtree is one indexed query on the tree's `path`; units merged into a
-unit of the subtree are added, and counted under their successor. Then the
-statistics documents of those units are summed per child of the unit. Nothing
-about a unit's ancestors is ever stored with its counters, so a move or a
-merge needs no rewrite of any figure.
+A dashboard reads the unit's roll-up and those of its children as the tree
+stood at the view's moment (the dated tree around the unit: its ancestors,
+what merged into it, what ever hung under it directly), plus the campaigns
+and documents its counters name: a few indexed queries, whatever the size of
+the subtree.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -19,28 +20,26 @@ from pymongo.asynchronous.database import AsyncDatabase
 from sotay_events.catalogue.org_tree import LEVEL_LABELS, OrgLevel
 from sotay_platform.errors import NotFound
 from sotay_platform.org_units import COLLECTION as ORG_UNITS
+from sotay_platform.tree import OrgTree
 from sotay_reporting.figures import (
     TZ,
     Doc,
+    Parsed,
     View,
-    add_flat,
     add_months,
+    answer_days,
     behind_targets,
-    branch_counts,
+    campaign_figure,
     counters,
-    effective_paths,
-    flat_study,
-    group_under,
+    make_view,
     month_key,
     percent,
     rates,
+    read_figure,
     study_totals,
-    unflatten,
     usage_figures_dict,
 )
-from sotay_reporting.projections import CAMPAIGNS, META, STATS
-
-IN_QUERY_LIMIT = 300  # above this many units, one scan beats `$in` on the embedded server
+from sotay_reporting.projections import CAMPAIGNS, META, PIECES, ROLLUPS
 
 
 def level_label(level: str | None) -> str:
@@ -52,27 +51,40 @@ def level_label(level: str | None) -> str:
 
 @dataclass
 class Row:
-    unit: Doc
+    unit_id: str
+    name: str
+    level: str
+    exists: bool
     counters: dict[str, float]
-    rates: dict[str, float]
+    rates: dict[str, float | None]
     behind: list[str]
     study: dict[str, float] = field(default_factory=dict)
+    median_days: float | None = None
     latest_study_rate: float | None = None
 
     @property
-    def unit_id(self) -> str:
-        return str(self.unit["_id"])
-
-    @property
-    def name(self) -> str:
-        return str(self.unit.get("name") or self.unit["_id"])
-
-    @property
     def level_label(self) -> str:
-        return level_label(self.unit.get("level"))
+        return level_label(self.level)
 
     def figures(self) -> Doc:
-        return usage_figures_dict(self.counters, self.study)
+        """The figures as the usage stream and the frozen report carry them."""
+        return dict(self._figures)
+
+    def figures_json(self) -> Doc:
+        """The same, with rates None where nothing was there to measure."""
+        return self._figures_json
+
+    @cached_property
+    def _figures(self) -> Doc:
+        return usage_figures_dict(self.counters, self.study, self.median_days)
+
+    @cached_property
+    def _figures_json(self) -> Doc:
+        return {**self._figures, **self.rates}
+
+    @property
+    def attendance_label(self) -> str | None:
+        return "Chưa họp" if not self.counters.get("invited") else None
 
 
 @dataclass
@@ -91,30 +103,50 @@ class Campaign:
     expected: float
 
     @property
-    def completion_rate(self) -> float:
+    def completion_rate(self) -> float | None:
         return percent(self.completed, self.expected)
 
     @property
-    def pass_rate(self) -> float:
+    def pass_rate(self) -> float | None:
         return percent(self.passed, self.takers)
+
+
+@dataclass
+class Document:
+    piece_id: str
+    kind: str
+    title: str
+    number: str | None
+    unit: str
+    readers: float
+    members: float
+
+    @property
+    def read_rate(self) -> float | None:
+        return percent(self.readers, self.members)
+
+
+@dataclass
+class Trend:
+    month: str
+    exists: bool
+    counters: dict[str, float]
+    rates: dict[str, float | None]
 
 
 @dataclass
 class Rollup:
     view: View
     total: Row
-    chain: list[Doc]
+    chain: list[tuple[str, str]]  # (id, name) root .. unit, as the tree stood
     children: list[Row]
-    own: Row | None
-    trends: list[dict[str, Any]]
+    trends: list[Trend]
     campaigns: list[Campaign]
+    documents: list[Document]
     activity: dict[str, int]
     computed_at: datetime
     last_event_at: datetime | None
-
-    @property
-    def unit(self) -> Doc:
-        return self.total.unit
+    status: str
 
 
 class UsageQueries:
@@ -125,12 +157,7 @@ class UsageQueries:
         self._cache: dict[tuple[str, View], tuple[float, Rollup]] = {}
 
     def view(self, kind: str = "live", month: str | None = None, today: date | None = None) -> View:
-        today = today or datetime.now(TZ).date()
-        current = month_key(today)
-        month = month or current
-        if kind == "live" and month != current:
-            kind = "month"
-        return View(kind, month, today, self.report_day)
+        return make_view(kind, month, today or datetime.now(TZ).date(), self.report_day)
 
     async def unit(self, unit_id: str) -> Doc:
         doc = await self.db[ORG_UNITS].find_one({"_id": unit_id})
@@ -138,30 +165,21 @@ class UsageQueries:
             raise NotFound(f"Không tìm thấy đơn vị có mã {unit_id}", field="unit")
         return doc
 
-    async def subtree(self, unit_id: str) -> tuple[dict[str, Doc], dict[str, list[str]]]:
-        """Every unit counted in `unit_id`'s figures, and the path each one counts under."""
-        units = {d["_id"]: d async for d in self.db[ORG_UNITS].find({"path": unit_id})}
-        frontier = list(units)
-        while frontier:
-            merged = [
-                d
-                async for d in self.db[ORG_UNITS].find({"merged_into": {"$in": frontier}})
-                if d["_id"] not in units
-            ]
-            for doc in merged:
-                units[doc["_id"]] = doc
-            frontier = [d["_id"] for d in merged]
-        paths = effective_paths(units.values())
-        return units, {u: p for u, p in paths.items() if unit_id in p}
-
-    async def stats(self, unit_ids: list[str]) -> dict[str, Doc]:
-        collection = self.db[STATS]
-        if len(unit_ids) <= IN_QUERY_LIMIT:
-            found = collection.find({"_id": {"$in": unit_ids}})
-        else:
-            found = collection.find({})
-        wanted = set(unit_ids)
-        return {d["_id"]: d async for d in found if d["_id"] in wanted}
+    async def local_tree(self, unit_id: str) -> OrgTree:
+        """The unit, its ancestors ever, what merged into it, what ever hung under those."""
+        units = self.db[ORG_UNITS]
+        docs = {d["_id"]: d async for d in units.find({"_id": unit_id})}
+        lineage = {u for d in docs.values() for u in d.get("lineage") or []} - set(docs)
+        docs.update({d["_id"]: d async for d in units.find({"_id": {"$in": sorted(lineage)}})})
+        frontier, holders = [unit_id], [unit_id]
+        while frontier:  # what merged into the unit, at any depth: its children hang there too
+            found = [d async for d in units.find({"merged_into": {"$in": frontier}})]
+            frontier = [d["_id"] for d in found if d["_id"] not in holders]
+            holders += frontier
+            docs.update({d["_id"]: d for d in found})
+        async for d in units.find({"parents.parent_id": {"$in": holders}}):
+            docs.setdefault(d["_id"], d)
+        return OrgTree.from_docs(docs.values())
 
     async def last_event_at(self) -> datetime | None:
         meta = await self.db[META].find_one({"_id": "usage"})
@@ -184,100 +202,63 @@ class UsageQueries:
         return result
 
     async def _rollup(self, unit_id: str, view: View, trend_months: int) -> Rollup:
-        root = await self.unit(unit_id)
-        units, paths = await self.subtree(unit_id)
-        units.setdefault(unit_id, root)
-        groups = group_under(unit_id, paths)
-        stats = await self.stats(sorted(groups))
-        chain = [
-            d async for d in self.db[ORG_UNITS].find({"_id": {"$in": list(root.get("path") or [])}})
-        ]
-        chain.sort(key=lambda d: list(root.get("path") or []).index(d["_id"]))
+        tree = await self.local_tree(unit_id)
+        if tree.get(unit_id) is None:
+            raise NotFound(f"Không tìm thấy đơn vị có mã {unit_id}", field="unit")
+        at = None if view.kind == "live" else view.moment
+        children = tree.children(unit_id, at) if tree.exists(unit_id, at) else []
+        docs = {
+            d["_id"]: d async for d in self.db[ROLLUPS].find({"_id": {"$in": [unit_id, *children]}})
+        }
+        parsed = {u: Parsed.of(docs.get(u)) for u in [unit_id, *children]}
+        path = tree.path(unit_id, at) or tree.path(unit_id)
+        campaigns = await self._campaigns(unit_id, path, parsed, view)
+        latest = next((c for c in campaigns if c.unit in path), None)
 
-        # Stored documents are flat: summed as they are, unflattened once per child.
-        flat_sums: dict[str, Doc] = {}
-        branch_totals: dict[str, list[int]] = {}
-        for member_unit, group in groups.items():
-            doc = stats.get(member_unit)
-            if doc:
-                add_flat(flat_sums.setdefault(group, {}), doc)
-            branches, met = branch_counts(units[member_unit], doc, view)
-            tally = branch_totals.setdefault(group, [0, 0])
-            tally[0] += branches
-            tally[1] += met
-        flat_total: Doc = {}
-        for doc in flat_sums.values():
-            add_flat(flat_total, doc)
-        summed = {group: unflatten(doc) for group, doc in flat_sums.items()}
-        total_doc = unflatten(flat_total)
-
-        campaigns = await self._campaigns(root, units, paths)
-        root_path = list(root.get("path") or [unit_id])
-        # the latest campaign every child takes part in: launched by the unit or above it
-        latest = next((c for c in campaigns if c.unit in root_path), None)
-
-        def row(unit: Doc, doc: Doc, tally: list[int]) -> Row:
-            c = counters(doc, view)
-            c["branches"], c["branches_met"] = float(tally[0]), float(tally[1])
+        def row(u: str) -> Row:
+            history = tree.get(u)
+            c = counters(parsed[u], view)
             r = rates(c)
-            study = study_totals(doc)
             latest_rate = None
             if latest is not None:
-                completed = study_totals(doc, [latest.key]).get("c", 0.0)
-                latest_rate = percent(completed, c["in_scope"])
-            return Row(unit, c, r, behind_targets(r, c), study, latest_rate)
+                done = parsed[u].level(campaign_figure(latest.key, "c"), view.period)
+                latest_rate = percent(done, c["in_scope"])
+            return Row(
+                unit_id=u,
+                name=history.name_at(at) if history else u,
+                level=history.level if history else "",
+                exists=tree.exists(u, at),
+                counters=c,
+                rates=r,
+                behind=behind_targets(r),
+                study=study_totals(parsed[u], view.period),
+                median_days=answer_days(parsed[u], view),
+                latest_study_rate=latest_rate,
+            )
 
-        total_tally = [
-            sum(t[0] for t in branch_totals.values()),
-            sum(t[1] for t in branch_totals.values()),
-        ]
-        total = row(root, total_doc, total_tally)
-        for campaign in campaigns:
-            self._campaign_figures(campaign, unit_id, root_path, paths, stats, view, total)
-        children = [
-            row(units[g], summed.get(g, {}), branch_totals.get(g, [0, 0]))
-            for g in sorted(set(groups.values()))
-            if g != unit_id and units.get(g, {}).get("status", "active") == "active"
-        ]
-        own_flat: Doc = {}
-        for g, doc in flat_sums.items():
-            if g == unit_id or units.get(g, {}).get("status", "active") != "active":
-                add_flat(own_flat, doc)
-        own_doc = unflatten(own_flat)
-        own_tally = [
-            sum(t[0] for g, t in branch_totals.items() if g == unit_id),
-            sum(t[1] for g, t in branch_totals.items() if g == unit_id),
-        ]
-        own = row(root, own_doc, own_tally) if own_doc or own_tally[0] else None
-
-        trends = self._trends(total_doc, units, groups, stats, view, trend_months)
-        activity = {
-            k: int(v)
-            for k, v in sorted(((total_doc.get("e") or {}).get(view.month) or {}).items())
-            if v
-        }
+        total = row(unit_id)
+        history = tree.get(unit_id)
         return Rollup(
             view=view,
             total=total,
-            chain=chain,
-            children=children,
-            own=own,
-            trends=trends,
+            chain=[(u, _name(tree, u, at)) for u in path],
+            children=[row(u) for u in children],
+            trends=self._trends(tree, unit_id, parsed[unit_id], view, trend_months),
             campaigns=campaigns,
-            activity=activity,
+            documents=await self._documents(unit_id, path, parsed, view),
+            activity={
+                f.removeprefix("e:"): int(n)
+                for f in sorted(parsed[unit_id].figure_names("e:"))
+                if (n := parsed[unit_id].month_flow(f, view))
+            },
             computed_at=datetime.now(UTC),
             last_event_at=await self.last_event_at(),
+            status=history.status(at) if history else "active",
         )
 
     def _trends(
-        self,
-        total_doc: Doc,
-        units: dict[str, Doc],
-        groups: dict[str, str],
-        stats: dict[str, Doc],
-        view: View,
-        months: int,
-    ) -> list[dict[str, Any]]:
+        self, tree: OrgTree, unit_id: str, parsed: Parsed, view: View, months: int
+    ) -> list[Trend]:
         out = []
         current = month_key(view.today)
         for back in range(months - 1, -1, -1):
@@ -288,77 +269,109 @@ class UsageQueries:
             if view.kind == "report" and month == view.month:
                 kind = "report"
             month_view = View(kind, month, view.today, view.report_day)
-            c = counters(total_doc, month_view)
-            branches = met = 0
-            for member_unit in groups:
-                b, m = branch_counts(units[member_unit], stats.get(member_unit), month_view)
-                branches += b
-                met += m
-            c["branches"], c["branches_met"] = float(branches), float(met)
-            r = rates(c)
-            out.append(
-                {
-                    "month": month,
-                    "counters": c,
-                    "rates": r,
-                    "active_month_rate": percent(c["active_in_month"], c["in_scope"]),
-                }
-            )
+            exists = tree.exists(unit_id, None if kind == "live" else month_view.moment)
+            c = counters(parsed, month_view)
+            out.append(Trend(month, exists, c, rates(c)))
         return out
+
+    async def _scopes(self, units: list[str], loaded: dict[str, Parsed]) -> dict[str, Parsed]:
+        """Roll-ups of the units a campaign or a document was launched at, read once."""
+        missing = sorted(set(units) - set(loaded))
+        found = {
+            d["_id"]: Parsed.of(d) async for d in self.db[ROLLUPS].find({"_id": {"$in": missing}})
+        }
+        return {u: loaded.get(u) or found.get(u) or Parsed.of(None) for u in units}
 
     async def _campaigns(
-        self, root: Doc, units: dict[str, Doc], paths: dict[str, list[str]]
+        self, unit_id: str, path: list[str], loaded: dict[str, Parsed], view: View
     ) -> list[Campaign]:
-        """Campaigns launched by the unit, one of its ancestors, or a unit inside its subtree."""
-        ancestors = list(root.get("path") or [root["_id"]])
-        inside = list(paths)
+        """Campaigns launched by the unit or above it, or studied in under it."""
+        parsed = loaded[unit_id]
+        keys = sorted({f.split(":")[1] for f in parsed.figure_names("c:")})
         found = [
             d
-            async for d in self.db[CAMPAIGNS].find({"unit": {"$in": ancestors + inside}})
-            if d.get("key")
+            async for d in self.db[CAMPAIGNS].find(
+                {"$or": [{"unit": {"$in": path}}, {"key": {"$in": keys}}]}
+            )
+            if d.get("key") and _launched_by(d, view)
         ]
         found.sort(key=lambda d: (str(d.get("deadline") or ""), d["_id"]), reverse=True)
+        scope_docs = await self._scopes([d["unit"] for d in found if d["unit"] not in path], loaded)
+        p = view.period
         out = []
         for d in found:
-            campaign = Campaign(
-                campaign_id=d["_id"],
-                key=d["key"],
-                code=d.get("code", ""),
-                title=d.get("title", ""),
-                unit=d["unit"],
-                deadline=d.get("deadline"),
-                closed=bool(d.get("closed")),
-                started=0,
-                completed=0,
-                takers=0,
-                passed=0,
-                expected=0,
+            t = study_totals(parsed, p, [d["key"]])
+            scope = parsed if d["unit"] in path else scope_docs.get(d["unit"], Parsed.of(None))
+            out.append(
+                Campaign(
+                    campaign_id=d["_id"],
+                    key=d["key"],
+                    code=d.get("code", ""),
+                    title=d.get("title", ""),
+                    unit=d["unit"],
+                    deadline=d.get("deadline"),
+                    closed=bool(d.get("closed")) and _closed_by(d, view),
+                    started=t["s"],
+                    completed=t["c"],
+                    takers=t["t"],
+                    passed=t["p"],
+                    expected=scope.level("in_scope", p),
+                )
             )
-            out.append(campaign)
         return out
 
-    def _campaign_figures(
-        self,
-        campaign: Campaign,
-        unit_id: str,
-        root_path: list[str],
-        paths: dict[str, list[str]],
-        stats: dict[str, Doc],
-        view: View,
-        total: Row,
-    ) -> None:
-        """Participants within the unit's part of the campaign's scope, and who was expected."""
-        scope = unit_id if campaign.unit in root_path else campaign.unit
-        expected = 0.0
-        for member_unit, path in paths.items():
-            if scope not in path:
-                continue
-            doc = stats.get(member_unit) or {}
-            t = flat_study(doc, campaign.key)
-            campaign.started += t["s"]
-            campaign.completed += t["c"]
-            campaign.takers += t["t"]
-            campaign.passed += t["p"]
-            if scope != unit_id:
-                expected += counters(unflatten(doc), view)["in_scope"]
-        campaign.expected = total.counters["in_scope"] if scope == unit_id else expected
+    async def _documents(
+        self, unit_id: str, path: list[str], loaded: dict[str, Parsed], view: View
+    ) -> list[Document]:
+        """Resolutions published to the unit or above it, or read under it, with the share
+        of the members on the list who read each."""
+        parsed = loaded[unit_id]
+        keys = sorted(f.removeprefix("r:") for f in parsed.figure_names("r:"))
+        found = [
+            d
+            async for d in self.db[PIECES].find(
+                {"kind": "resolution", "$or": [{"unit": {"$in": path}}, {"key": {"$in": keys}}]}
+            )
+            if _launched_by(d, view, "published_at") and not d.get("withdrawn")
+        ]
+        scope_docs = await self._scopes([d["unit"] for d in found if d["unit"] not in path], loaded)
+        p = view.period
+        out = []
+        for d in sorted(found, key=lambda d: str(d.get("published_at")), reverse=True):
+            scope = parsed if d["unit"] in path else scope_docs.get(d["unit"], Parsed.of(None))
+            out.append(
+                Document(
+                    piece_id=d["_id"],
+                    kind=d.get("kind", ""),
+                    title=d.get("title", ""),
+                    number=d.get("number"),
+                    unit=d["unit"],
+                    readers=parsed.level(read_figure(d["key"]), p),
+                    members=scope.level("on_list", p),
+                )
+            )
+        return out[:20]
+
+
+def _name(tree: OrgTree, unit_id: str, at: datetime | None) -> str:
+    history = tree.get(unit_id)
+    return history.name_at(at) if history else unit_id
+
+
+def _launched_by(doc: Doc, view: View, field_name: str = "launched_at") -> bool:
+    moment = doc.get(field_name)
+    if view.kind == "live" or not isinstance(moment, datetime):
+        return True
+    return _aware(moment) <= view.moment
+
+
+def _closed_by(doc: Doc, view: View) -> bool:
+    return _launched_by(doc, view, "closed_at")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def row_figures(row: Row) -> dict[str, Any]:
+    return row.figures_json()

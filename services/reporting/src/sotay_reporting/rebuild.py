@@ -1,15 +1,15 @@
-"""Rebuild reporting's projections from the producing services' event stores.
+"""Rebuild reporting's projection from the topics it subscribes to, in bounded memory.
 
-    python -m sotay_reporting.rebuild --mongo mongodb://... \\
-        --stores sotay_org_tree,sotay_identity,sotay_meetings,sotay_learning \\
-        [--into sotay_reporting_rebuilt]
+    python -m sotay_reporting.rebuild --mongo mongodb://... --bootstrap kafka:9092 \\
+        [--into sotay_reporting_rebuilt] [--fresh]
 
-Reads every store's whole history (`MongoEventStore.all_events`), then replays
-the tree into `org_units` and everything else into the usage projection, with
-`ProjectionRunner.rebuild`. By default it writes to a new database, to be
-compared with the live one and switched to with SOTAY_DATABASE; the live
-service keeps running meanwhile. Events of one aggregate keep their order;
-the result does not depend on how aggregates interleave.
+Reads only Kafka (`sotay_events.rebuild.topic_history`: one batch in memory at
+a time, positions checkpointed after each batch by `resumable_rebuild`), never
+another service's database. A rebuild that died goes on from its checkpoint
+when run again (`--fresh` starts over). By default it writes a new database,
+to be compared with the live one and switched to with SOTAY_DATABASE; the live
+service keeps running meanwhile. The runner tracks versions per aggregate, so
+the result does not depend on how the topics' partitions interleave.
 """
 
 from __future__ import annotations
@@ -17,57 +17,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from sotay_events import EventEnvelope, MongoEventStore
-from sotay_events.consumer import ProjectionRunner
-from sotay_platform.org_units import OrgUnitsProjection
+from sotay_events.consumer import Incoming, ProjectionRunner
+from sotay_events.rebuild import resumable_rebuild, topic_history
+from sotay_reporting.main import USAGE_SOURCES
 from sotay_reporting.projections import UsageProjection
-from sotay_reporting.projections import create_indexes as create_usage_indexes
+
+
+def kafka_source(bootstrap: str, batch_size: int = 2000) -> Any:
+    def source(start: dict[str, int] | None) -> AsyncIterator[tuple[list[Incoming], Any]]:
+        return topic_history(bootstrap, USAGE_SOURCES, batch_size=batch_size, start=start)
+
+    return source
 
 
 async def rebuild(
     client: AsyncMongoClient[dict[str, Any]],
-    history: list[EventEnvelope],
+    bootstrap: str,
     database: str,
     report_day: int = 25,
-    batch_size: int = 1000,
-) -> tuple[int, int]:
-    """`ProjectionRunner.rebuild` for both projections, with the usage indexes back before
-    the replay (the runner's reset drops collections with their indexes)."""
-    db = client[database]
-    tree = ProjectionRunner(client, database, OrgUnitsProjection())
-    usage = ProjectionRunner(client, database, UsageProjection(report_day))
-    await tree.reset()
-    await usage.reset()
-    await create_usage_indexes(db)
-    applied = []
-    for runner, events in (
-        (tree, [e for e in history if e.aggregate_type == "OrgUnit"]),
-        (usage, [e for e in history if e.aggregate_type != "OrgUnit"]),
-    ):
-        count = 0
-        for start in range(0, len(events), batch_size):
-            count += await runner.handle(events[start : start + batch_size])
-        applied.append(count)
-    return applied[0], applied[1]
+    *,
+    fresh: bool = False,
+    batch_size: int = 2000,
+) -> int:
+    """The usage projection (tree included) rebuilt into `database`; events applied."""
+    runner = ProjectionRunner(client, database, UsageProjection(report_day))
+    await runner.create_indexes()
+    return await resumable_rebuild(runner, kafka_source(bootstrap, batch_size), resume=not fresh)
 
 
 async def main(args: argparse.Namespace) -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(args.mongo, tz_aware=True)
     started = time.perf_counter()
-    history: list[EventEnvelope] = []
-    for name in args.stores.split(","):
-        events = await MongoEventStore(client, name.strip()).all_events()
-        print(f"{name}: {len(events):,} sự kiện")
-        history.extend(events)
-    history.sort(key=lambda e: e.occurred_at)
-    tree, usage = await rebuild(client, history, args.into, args.report_day, args.batch)
+    applied = await rebuild(
+        client, args.bootstrap, args.into, args.report_day, fresh=args.fresh, batch_size=args.batch
+    )
     print(
-        f"đã dựng lại {tree:,} sự kiện cây tổ chức và {usage:,} sự kiện sử dụng "
-        f"vào {args.into} trong {time.perf_counter() - started:.1f} giây"
+        f"đã dựng lại {applied:,} sự kiện vào {args.into} "
+        f"trong {time.perf_counter() - started:.1f} giây"
     )
     await client.close()
 
@@ -77,8 +68,9 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--mongo", required=True)
-    parser.add_argument("--stores", required=True, help="event store databases, comma separated")
+    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
     parser.add_argument("--into", default="sotay_reporting_rebuilt")
     parser.add_argument("--report-day", type=int, default=25)
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--fresh", action="store_true", help="start over, ignoring a checkpoint")
     asyncio.run(main(parser.parse_args()))

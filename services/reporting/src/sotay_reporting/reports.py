@@ -20,8 +20,9 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 
-from sotay_events import Aggregate, CommandContext, DomainEvent, EventStore, Repository
+from sotay_events import Aggregate, CommandContext, DomainEvent, EventStore
 from sotay_events.catalogue.reporting import MonthlyReportIssued, ReportRow, UsageFigures
+from sotay_events.uow import retry_on_conflict
 from sotay_platform.auth import ADMIN_ROLES, READ_ROLES, Principal, Role
 from sotay_platform.errors import Invalid
 from sotay_reporting.figures import (
@@ -33,8 +34,9 @@ from sotay_reporting.figures import (
     report_date,
 )
 from sotay_reporting.queries import UsageQueries, level_label
+from sotay_reporting.usage_stream import stage_report
 
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$")
 ISSUE_ROLES = ADMIN_ROLES | {Role.branch_secretary}
 
 
@@ -60,8 +62,19 @@ def report_id(unit_id: str, month: str) -> str:
 
 def check_month(month: str) -> str:
     if not MONTH.match(month):
-        raise Invalid("Tháng báo cáo phải có dạng YYYY-MM, ví dụ 2026-11", field="month")
+        raise Invalid(
+            "Tháng báo cáo cần dạng YYYY-MM, từ 2000-01 đến 2100-12, ví dụ 2026-11", field="month"
+        )
     return month
+
+
+def acting_as(principal: Principal, path: list[str]) -> str | None:
+    """ "system_admin" when the central office's system admin acts for the unit's committee
+    (no grant of its own on the unit's path): recorded in the event."""
+    own = [g for g in principal.grants if g.role is not Role.system_admin]
+    if Principal(subject=principal.subject, grants=tuple(own)).covers(ISSUE_ROLES, path):
+        return None
+    return Role.system_admin.value
 
 
 @dataclass
@@ -76,13 +89,11 @@ class ReportService:
         store: EventStore,
         queries: UsageQueries,
         report_day: int,
-        on_saved: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.reports = Repository(store, MonthlyReport)
+        self.store = store
         self.queries = queries
         self.report_day = report_day
-        self.on_saved = on_saved
         self.clock = clock
 
     async def get(
@@ -91,10 +102,16 @@ class ReportService:
         check_month(month)
         unit = await self.queries.unit(unit_id)
         principal.require(READ_ROLES, unit.get("path") or [unit_id])
-        found = await self.reports.get(report_id(unit_id, month))
+        found = await self.store.unit_of_work().get(MonthlyReport, report_id(unit_id, month))
         return found.issued if found else None
 
+    @retry_on_conflict(attempts=3)
     async def issue(self, principal: Principal, unit_id: str, month: str) -> Issued:
+        """Freeze the month's figures as of its report day, on the tree of that day.
+
+        Load, decide, commit: the report and its figures on the usage stream in one
+        unit of work; a concurrent issue of the same report loses and returns the first.
+        """
         check_month(month)
         unit = await self.queries.unit(unit_id)
         path = list(unit.get("path") or [unit_id])
@@ -108,37 +125,45 @@ class ReportService:
                 field="month",
             )
         rid = report_id(unit_id, month)
-        existing = await self.reports.get(rid)
+        uow = self.store.unit_of_work()
+        existing = await uow.get(MonthlyReport, rid)
         if existing is not None and existing.issued is not None:
             return Issued(existing.issued, False)
         rollup = await self.queries.rollup(unit_id, self.queries.view("report", month))
+        if not rollup.total.exists:
+            raise Invalid(
+                f"Đơn vị {unit_id} không hoạt động vào ngày {format_day(due)}: "
+                "không có báo cáo tháng này",
+                field="month",
+            )
         event = MonthlyReportIssued(
             report_id=rid,
             unit_id=unit_id,
             unit_name=rollup.total.name,
-            level=str(unit.get("level") or ""),
+            level=rollup.total.level or str(unit.get("level") or ""),
             month=month,
             as_of=as_of,
             report_day=due,
             issued_at=self.clock(),
             issued_by=principal.subject,
+            issued_as=acting_as(principal, path),
             figures=UsageFigures(**rollup.total.figures()),
             rows=[
                 ReportRow(
                     unit_id=row.unit_id,
                     unit_name=row.name,
-                    level=str(row.unit.get("level") or ""),
+                    level=row.level,
                     figures=UsageFigures(**row.figures()),
                 )
                 for row in rollup.children
             ],
         )
         report = existing or MonthlyReport(rid)
+        uow.add(report)
         report.issue(event)
-        await self.reports.save(
-            report, CommandContext(actor=principal.subject, org_path=tuple(path))
-        )
-        self.on_saved()
+        report_path = [u for u, _ in rollup.chain] or path
+        await stage_report(uow, self.store, event, report_path)
+        await uow.commit(CommandContext(actor=principal.subject, org_path=tuple(path)))
         return Issued(event, True)
 
 

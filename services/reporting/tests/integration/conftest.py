@@ -12,6 +12,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from sotay_events import DomainEvent, EventEnvelope
+from sotay_events.outbox import headers_of
 from sotay_platform.auth import Grant, Role, TokenIssuer
 from sotay_platform.settings import AuthSettings, InfraSettings
 from sotay_reporting.main import create_app
@@ -85,10 +86,16 @@ class History:
         return envelope
 
     async def publish(self, app: FastAPI, envelopes: list[EventEnvelope]) -> None:
+        """As the producing service's relay would: keyed by aggregate, routing headers."""
         broker = app.state.runtime.broker
         for envelope in envelopes:
             topic = type(_model(envelope)).topic
-            await broker.publish(envelope.to_bytes(), topic, key=envelope.aggregate_id.encode())
+            await broker.publish(
+                envelope.to_bytes(),
+                topic,
+                key=envelope.aggregate_id.encode(),
+                headers=headers_of(envelope),
+            )
 
 
 def _model(envelope: EventEnvelope) -> DomainEvent:
