@@ -285,15 +285,16 @@ class ProjectionRunner:
         items = [(m.envelope, decode(m.envelope)) for m in to_apply]
         if items:
             await self.projection.apply_batch(self.db, items, session)
-        if advanced:
-            await self.tracking.bulk_write(
-                [
-                    UpdateOne({"_id": s}, {"$set": {"v": v}}, upsert=True)
-                    for s, v in advanced.items()
-                ],
-                ordered=False,
-                session=session,
-            )
+        # Streams seen for the first time are inserted (cheap in bulk); a racer that
+        # inserted one first fails this transaction, which runs again and finds it.
+        fresh = [{"_id": s, "v": v} for s, v in advanced.items() if s not in last]
+        known = [
+            UpdateOne({"_id": s}, {"$set": {"v": v}}) for s, v in advanced.items() if s in last
+        ]
+        if fresh:
+            await self.tracking.insert_many(fresh, session=session)
+        if known:
+            await self.tracking.bulk_write(known, ordered=False, session=session)
         still_held = {m.event_id for m in to_hold}
         settled = [i for i in held_ids if i not in still_held]
         writes: list[Any] = [DeleteMany({"_id": {"$in": settled}})] if settled else []
