@@ -2,7 +2,9 @@
 
 A consumer written against `old` keeps working with payloads valid under `new`
 when `new` removes no field, changes no field's type, and requires nothing that
-`old` did not. Anything else must be a new schema version with an upcaster.
+`old` did not, at any depth: a nested object may gain optional fields (event
+models ignore what they do not know), never lose or retype one. Anything else
+must be a new schema version with an upcaster.
 """
 
 from __future__ import annotations
@@ -33,6 +35,30 @@ def _shape(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
+def _compatible(old: Any, new: Any) -> bool:
+    """`new` accepts nothing an `old` consumer would misread (both already shaped)."""
+    if old == new:
+        return True
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return False
+    if "properties" in old and "properties" in new:
+        rest = ("properties", "required")
+        if {k: v for k, v in old.items() if k not in rest} != {
+            k: v for k, v in new.items() if k not in rest
+        }:
+            return False
+        old_props, new_props = old["properties"], new["properties"]
+        return all(
+            k in new_props and _compatible(v, new_props[k]) for k, v in old_props.items()
+        ) and set(new.get("required", [])) <= set(old.get("required", []))
+    if "items" in old and "items" in new:
+        same_rest = {k: v for k, v in old.items() if k != "items"} == {
+            k: v for k, v in new.items() if k != "items"
+        }
+        return same_rest and _compatible(old["items"], new["items"])
+    return False
+
+
 def breaking_changes(old: Schema, new: Schema) -> list[str]:
     old_props, new_props = old.get("properties", {}), new.get("properties", {})
     old_defs, new_defs = old.get("$defs", {}), new.get("$defs", {})
@@ -40,10 +66,12 @@ def breaking_changes(old: Schema, new: Schema) -> list[str]:
     for name, spec in old_props.items():
         if name not in new_props:
             problems.append(f"field '{name}' removed")
-        elif _shape(spec, old_defs) != _shape(new_props[name], new_defs):
-            old_shape = json.dumps(_shape(spec, old_defs), ensure_ascii=False)
-            new_shape = json.dumps(_shape(new_props[name], new_defs), ensure_ascii=False)
-            problems.append(f"field '{name}' retyped: {old_shape} -> {new_shape}")
+            continue
+        old_shape, new_shape = _shape(spec, old_defs), _shape(new_props[name], new_defs)
+        if not _compatible(old_shape, new_shape):
+            before = json.dumps(old_shape, ensure_ascii=False)
+            after = json.dumps(new_shape, ensure_ascii=False)
+            problems.append(f"field '{name}' retyped: {before} -> {after}")
     for name in set(new.get("required", [])) - set(old.get("required", [])):
         problems.append(f"field '{name}' is now required")
     return problems

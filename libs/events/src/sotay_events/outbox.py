@@ -124,13 +124,24 @@ class OutboxRelay:
                 )
             finally:
                 otel_context.detach(token)
+        reset = False
         for record in await asyncio.gather(*pending):
             key = f"{record.topic}:{record.partition}"
+            # An offset at or below one published before: the broker came back without
+            # its log while this batch waited in the producer's buffer.
+            reset = reset or record.offset <= self._offsets.get(key, -1)
             self._offsets[key] = max(self._offsets.get(key, -1), record.offset)
         # Fenced: a relay that lost its lease while publishing marks nothing.
         if not await self.lease.set_fields({"offsets": self._offsets}):
             return 0
         await self.store.mark_published([e.event_id for e in envelopes], batch)
+        if reset:
+            count = await self.store.republish_all()
+            log.warning("the broker lost its log; publishing %d events again", count)
+            self._offsets = {}
+            self._heads.clear()
+            await self.lease.set_fields({"offsets": {}})
+            return len(envelopes)
         for envelope in envelopes:
             self._heads[envelope.stream_id] = envelope.aggregate_version
             self._heads.move_to_end(envelope.stream_id)

@@ -227,7 +227,7 @@ class Drill:
         await running
         return load
 
-    async def check(self) -> Outcome:
+    async def check(self, load: Load | None = None) -> Outcome:
         mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             self.stack.env["SOTAY_MONGO_URL"], tz_aware=True
         )
@@ -241,8 +241,19 @@ class Drill:
                     ):
                         break
                 await asyncio.sleep(1)
+            if load is not None:  # every meeting whose convening was accepted is in the store
+                stored = {
+                    d["aggregate_id"]
+                    async for d in store.events.find(
+                        {"event_type": "MeetingConvened"}, {"aggregate_id": 1}
+                    )
+                }
+                unstored = sum(1 for m, _ in load.meetings if m not in stored)
+                self.outcome.lost += unstored
+                self.outcome.note += f"; accepted but not stored: {unstored}"
             result = await delivery(store, self.stack.env["SOTAY_KAFKA_BOOTSTRAP"], topics.MEETINGS)
             self.outcome.lost += result.lost
+            self.outcome.note += f"; stored but not on Kafka: {result.lost} of {result.events}"
             self.outcome.reordered = result.reordered
             from sotay_meetings.projections import MeetingViewsProjection
 
@@ -265,7 +276,7 @@ async def broker_outage(workdir: Path) -> Outcome:
 
         load = await drill.under_load(fault)
         drill.outcome.note = f"answers {load.statuses}"
-        return await drill.check()
+        return await drill.check(load)
 
 
 async def mongo_restart(workdir: Path) -> Outcome:
@@ -279,7 +290,7 @@ async def mongo_restart(workdir: Path) -> Outcome:
         load = await drill.under_load(fault)
         refused = load.statuses.get(503, 0)
         drill.outcome.note = f"answers {load.statuses}: {refused} clear 503 while MongoDB was away"
-        return await drill.check()
+        return await drill.check(load)
 
 
 async def consumer_killed(workdir: Path) -> Outcome:
@@ -294,7 +305,7 @@ async def consumer_killed(workdir: Path) -> Outcome:
 
         load = await drill.under_load(fault)
         drill.outcome.note = f"answers {load.statuses}"
-        return await drill.check()
+        return await drill.check(load)
 
 
 async def redis_flushed(workdir: Path) -> Outcome:
@@ -307,7 +318,7 @@ async def redis_flushed(workdir: Path) -> Outcome:
 
         load = await drill.under_load(fault)
         drill.outcome.note = f"answers {load.statuses}"
-        return await drill.check()
+        return await drill.check(load)
 
 
 class Names:
