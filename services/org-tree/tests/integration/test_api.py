@@ -132,16 +132,18 @@ async def test_the_tree_through_its_whole_life(
     await eventually(dissolved_gone)
 
     # A rebuild from the event history equals the live read model.
-    # (The live model also holds units other tests published on the shared broker.)
+    # (The live model also holds units other tests published on the shared broker, and
+    # every test creates its own "TW" there: the live model keeps whichever came first.)
     runtime = app.state.runtime
     history = await runtime.store.all_events()
-    ours = {e.aggregate_id for e in history}
+    ours = {e.aggregate_id for e in history} - {"TW"}
     live = [u for u in await OrgUnits(runtime.db).snapshot() if u["_id"] in ours]
     rebuilt = ProjectionRunner(
         runtime.mongo, runtime.settings.database + "_rebuild", OrgUnitsProjection()
     )
     await rebuilt.rebuild(history)
-    assert await OrgUnits(rebuilt.db).snapshot() == live
+    rebuilt_units = [u for u in await OrgUnits(rebuilt.db).snapshot() if u["_id"] in ours]
+    assert rebuilt_units == live
 
 
 async def test_catalogue_import_over_http(client: httpx.AsyncClient, bearer: Headers) -> None:
