@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -18,6 +18,8 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from sotay_events import DomainEvent, EventEnvelope, topics
+from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated
 from sotay_platform.auth import TokenIssuer
 from sotay_platform.settings import AuthSettings, InfraSettings, ServiceSettings
 from sotay_platform.stack import EmbeddedStack
@@ -172,6 +174,48 @@ _spans = InMemorySpanExporter()
 def span_exporter() -> InMemorySpanExporter:
     setup_tracing("sotay-tests", SimpleSpanProcessor(_spans))
     return _spans
+
+
+class EventFeed:
+    """Publishes other services' facts on their topics as those services would:
+    enveloped, keyed by aggregate, each stream's versions counted from 1."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.versions: dict[str, int] = {}
+        self.published: list[EventEnvelope] = []
+
+    async def send(
+        self, topic: str, aggregate_id: str, event: DomainEvent, org_path: Sequence[str] = ()
+    ) -> EventEnvelope:
+        runtime = self.app.state.runtime
+        await runtime.broker_started.wait()  # the broker starts in the background
+        stream = f"{event.aggregate_type}-{aggregate_id}"
+        self.versions[stream] = self.versions.get(stream, 0) + 1
+        envelope = EventEnvelope(
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            aggregate_type=event.aggregate_type,
+            aggregate_id=aggregate_id,
+            aggregate_version=self.versions[stream],
+            org_path=tuple(org_path),
+            actor="test",
+            payload=event.model_dump(mode="json"),
+        )
+        await runtime.broker.publish(envelope.to_bytes(), topic, key=aggregate_id.encode())
+        self.published.append(envelope)
+        return envelope
+
+    async def org_tree(self, unit_id: str, event: DomainEvent) -> EventEnvelope:
+        return await self.send(topics.ORG_TREE, unit_id, event)
+
+    async def unit(
+        self, unit_id: str, level: OrgLevel, parent: str | None, name: str | None = None
+    ) -> EventEnvelope:
+        created = UnitCreated(
+            unit_id=unit_id, name=name or f"Đơn vị {unit_id}", level=level, parent_id=parent
+        )
+        return await self.org_tree(unit_id, created)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:

@@ -17,38 +17,10 @@ from fastapi import FastAPI
 
 from sotay_content.main import create_app
 from sotay_content.settings import ContentSettings
-from sotay_events import DomainEvent, EventEnvelope, topics
-from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated
+from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_platform.auth import Grant, Role, TokenIssuer
 from sotay_platform.settings import AuthSettings, InfraSettings
-
-
-class Feed:
-    """Publishes org-tree's events as it would: enveloped, keyed by unit."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.runtime = app.state.runtime
-        self.broker = app.state.runtime.broker
-        self.versions: dict[str, int] = {}
-
-    async def publish(self, unit_id: str, event: DomainEvent) -> None:
-        await self.runtime.broker_started.wait()  # the broker starts in the background
-        self.versions[unit_id] = self.versions.get(unit_id, 0) + 1
-        envelope = EventEnvelope(
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            aggregate_type="OrgUnit",
-            aggregate_id=unit_id,
-            aggregate_version=self.versions[unit_id],
-            payload=event.model_dump(mode="json"),
-        )
-        await self.broker.publish(envelope.to_bytes(), topics.ORG_TREE, key=unit_id.encode())
-
-    async def unit(self, unit_id: str, level: OrgLevel, parent: str | None) -> None:
-        await self.publish(
-            unit_id,
-            UnitCreated(unit_id=unit_id, name=f"Đơn vị {unit_id}", level=level, parent_id=parent),
-        )
+from sotay_platform.testing import EventFeed
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +55,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="module")
-def feed(app: FastAPI) -> Feed:
-    return Feed(app)
+def feed(app: FastAPI) -> EventFeed:
+    return EventFeed(app)
 
 
 @pytest.fixture(scope="module")
@@ -100,4 +72,4 @@ def bearer(token_issuer: TokenIssuer) -> Callable[..., dict[str, str]]:
     return make
 
 
-__all__ = ["Feed", "OrgLevel"]
+__all__ = ["EventFeed", "OrgLevel"]

@@ -419,12 +419,12 @@ async def test_a_branch_moved_or_merged_sees_what_targets_its_new_place(  # type
     assert await eventually(lambda: _in_feed(client, people["m1"], for_xa1))
     assert not await _in_feed(client, member, for_xa1)
 
-    await feed.publish(moved, UnitMoved(unit_id=moved, from_parent_id="XA2", to_parent_id="XA1"))
+    await feed.org_tree(moved, UnitMoved(unit_id=moved, from_parent_id="XA2", to_parent_id="XA1"))
     assert await eventually(lambda: _in_feed(client, member, for_xa1))
     assert not await _in_feed(client, member, for_old)
 
     # The old commune merges into XA1: what it published reaches XA1's branches.
-    await feed.publish(old_commune, UnitMerged(unit_id=old_commune, into_unit_id="XA1"))
+    await feed.org_tree(old_commune, UnitMerged(unit_id=old_commune, into_unit_id="XA1"))
     assert await eventually(lambda: _in_feed(client, member, for_old))
     assert not await _in_feed(client, people["m3"], for_old)
 

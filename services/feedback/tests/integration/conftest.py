@@ -17,13 +17,12 @@ import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from sotay_events import DomainEvent, EventEnvelope, topics
-from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated
 from sotay_feedback.main import create_app
 from sotay_feedback.settings import FeedbackSettings
 from sotay_platform.auth import Grant, Role, TokenIssuer
 from sotay_platform.ratelimit import RateLimiter
 from sotay_platform.settings import AuthSettings, InfraSettings
+from sotay_platform.testing import EventFeed
 
 
 class Clock:
@@ -35,33 +34,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-class Feed:
-    """Publishes org-tree's events as it would: enveloped, keyed by unit."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.broker = app.state.runtime.broker
-        self.versions: dict[str, int] = {}
-
-    async def publish(self, aggregate_id: str, event: DomainEvent) -> None:
-        key = f"OrgUnit-{aggregate_id}"
-        self.versions[key] = self.versions.get(key, 0) + 1
-        envelope = EventEnvelope(
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            aggregate_type="OrgUnit",
-            aggregate_id=aggregate_id,
-            aggregate_version=self.versions[key],
-            payload=event.model_dump(mode="json"),
-        )
-        await self.broker.publish(envelope.to_bytes(), topics.ORG_TREE, key=aggregate_id.encode())
-
-    async def unit(self, unit_id: str, level: OrgLevel, parent: str | None) -> None:
-        await self.publish(
-            unit_id,
-            UnitCreated(unit_id=unit_id, name=f"Đơn vị {unit_id}", level=level, parent_id=parent),
-        )
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +81,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="module")
-def feed(app: FastAPI) -> Feed:
-    return Feed(app)
+def feed(app: FastAPI) -> EventFeed:
+    return EventFeed(app)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from sotay_events import DomainEvent, EventEnvelope, topics
+from sotay_events import topics
 from sotay_events.catalogue.identity import (
     Gender,
     MemberRegistered,
@@ -33,7 +33,7 @@ from sotay_learning.main import create_app
 from sotay_learning.settings import LearningSettings
 from sotay_platform.auth import Grant, Role, TokenIssuer
 from sotay_platform.settings import AuthSettings, InfraSettings
-from sotay_platform.testing import eventually
+from sotay_platform.testing import EventFeed, eventually
 
 
 class ShiftedClock:
@@ -46,36 +46,10 @@ class ShiftedClock:
         return datetime.now(UTC) + self.offset
 
 
-@dataclass
-class Feed:
-    """Publishes other services' facts on their topics, as they would."""
+class Feed(EventFeed):
+    """Publishes other services' facts on their topics, each with its unit's path."""
 
-    app: FastAPI
-    versions: dict[str, int] = field(default_factory=dict)
-    published: list[EventEnvelope] = field(default_factory=list)
-
-    async def send(
-        self, topic: str, aggregate_id: str, event: DomainEvent, org_path: Sequence[str] = ()
-    ) -> EventEnvelope:
-        version = self.versions.get(aggregate_id, 0) + 1
-        self.versions[aggregate_id] = version
-        envelope = EventEnvelope(
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            aggregate_type=event.aggregate_type,
-            aggregate_id=aggregate_id,
-            aggregate_version=version,
-            org_path=tuple(org_path),
-            actor="test",
-            payload=event.model_dump(mode="json"),
-        )
-        await self.app.state.runtime.broker.publish(
-            envelope.to_bytes(), topic, key=aggregate_id.encode()
-        )
-        self.published.append(envelope)
-        return envelope
-
-    async def unit(self, unit_id: str, name: str, level: OrgLevel, path: Sequence[str]) -> None:
+    async def unit_at(self, unit_id: str, name: str, level: OrgLevel, path: Sequence[str]) -> None:
         parent = path[-2] if len(path) > 1 else None
         event = UnitCreated(unit_id=unit_id, name=name, level=level, parent_id=parent)
         await self.send(topics.ORG_TREE, unit_id, event, path)
@@ -216,7 +190,7 @@ async def world(
         ("CB9", "Chi bộ thôn Bắc", OrgLevel.branch),
     ]
     for key, name, level in units:
-        await feed.unit(ids[key], name, level, real[key])
+        await feed.unit_at(ids[key], name, level, real[key])
     people = [
         ("a1", "Nguyễn Thị Mai", "CB1", MemberStatus.official, True),
         ("a2", "Lê Văn Hùng", "CB1", MemberStatus.probationary, True),

@@ -664,7 +664,7 @@ async def test_results_follow_transfers_moves_and_merges(api: Api, feed: Feed) -
         ("CB5", "Chi bộ thôn Hai", OrgLevel.branch),
         ("CB6", "Chi bộ thôn Ba", OrgLevel.branch),
     ):
-        await feed.unit(ids[key], name, level, paths[key])
+        await feed.unit_at(ids[key], name, level, paths[key])
     for key, name, branch in (
         ("d1", "Lý Văn Dũng", "CB4"),
         ("e1", "Mai Thị Én", "CB5"),
