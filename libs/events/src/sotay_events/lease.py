@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
+
+from sotay_events.transaction import run_in_transaction
+
+
+class LeaseLost(Exception):
+    """Another holder took the lease over: this one writes nothing more under it."""
 
 
 class Lease:
@@ -94,6 +102,29 @@ class Lease:
             {"_id": self.name, "holder": self.holder, "epoch": self.epoch}, {"$set": fields}
         )
         return result.matched_count == 1
+
+    async def fenced(self, write: Callable[[AsyncClientSession], Awaitable[None]]) -> None:
+        """Run `write(session)` in one transaction with the proof that the lease is still held.
+
+        The beat is bumped inside the transaction, so a holder that lost the
+        lease meanwhile writes nothing at all and raises `LeaseLost`.
+        """
+
+        async def under_lease(session: AsyncClientSession) -> None:
+            held = await self.collection.update_one(
+                {"_id": self.name, "holder": self.holder, "epoch": self.epoch},
+                {"$inc": {"beat": 1}},
+                session=session,
+            )
+            if self.epoch is None or held.matched_count != 1:
+                raise LeaseLost
+            await write(session)
+
+        try:
+            await run_in_transaction(self.collection.database.client, under_lease)
+        except LeaseLost:
+            self.epoch = None
+            raise
 
     async def release(self) -> None:
         if self.epoch is not None:

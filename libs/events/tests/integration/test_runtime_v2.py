@@ -32,6 +32,7 @@ from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated, UnitRenamed
 from sotay_events.consumer import Applied, ProjectionRunner, subscribe_projection
 from sotay_events.dlq import list_parked, replay
 from sotay_events.kafka import ensure_topics, make_broker
+from sotay_events.lease import Lease, LeaseLost
 from sotay_events.outbox import OutboxRelay, headers_of
 from sotay_events.rebuild import resumable_rebuild, store_history, topic_history
 from sotay_platform.settings import InfraSettings
@@ -285,6 +286,26 @@ async def test_one_relay_publishes_and_a_standby_takes_over_when_it_dies(
 
 async def _one_active(relays: list[OutboxRelay]) -> bool:
     return sum(r.active for r in relays) == 1
+
+
+async def test_a_write_fenced_by_a_lost_lease_writes_nothing(store: MongoEventStore) -> None:
+    leases = store.db["leases"]
+    old = Lease(leases, "fenced-test", timeout=0.1)
+    assert await old.hold()
+
+    async def write(session: AsyncClientSession) -> None:
+        await store.db["fenced"].insert_one({"by": "old"}, session=session)
+
+    await old.fenced(write)
+    # The old holder pauses past its lease; a standby takes it over.
+    new = Lease(leases, "fenced-test", timeout=0.1)
+    assert not await new.hold()
+    await asyncio.sleep(0.15)
+    assert await new.hold()
+    with pytest.raises(LeaseLost):
+        await old.fenced(write)
+    assert not old.held
+    assert await store.db["fenced"].count_documents({}) == 1
 
 
 async def test_a_consumer_tracks_versions_holds_gaps_and_skips_repeats(

@@ -37,8 +37,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from sotay_events.catalogue.org_tree import OrgLevel
-from sotay_events.lease import Lease
-from sotay_events.transaction import run_in_transaction
+from sotay_events.lease import Lease, LeaseLost
 from sotay_learning.projections import (
     CAMPAIGN_COUNTERS,
     CAMPAIGN_COUNTS,
@@ -60,10 +59,6 @@ tracer = trace.get_tracer("sotay_learning.rollup")
 Doc = dict[str, Any]
 MEMBER_LEVELS = {lvl.value for lvl in OrgLevel if lvl.holds_members}
 LEASES = "leases"
-
-
-class LeaseLost(Exception):
-    """Another replica took the roll-up over: this one writes nothing more."""
 
 
 class Rollup:
@@ -126,25 +121,6 @@ class Rollup:
         self.last_run_at = datetime.now(UTC)
         return done
 
-    async def _fenced(self, write: Any) -> None:
-        """Run `write(session)` in one transaction with proof that the lease is still ours."""
-
-        async def fenced(session: AsyncClientSession) -> None:
-            held = await self.db[LEASES].update_one(
-                {"_id": self.lease.name, "holder": self.lease.holder, "epoch": self.lease.epoch},
-                {"$inc": {"beat": 1}},
-                session=session,
-            )
-            if held.matched_count != 1:
-                raise LeaseLost
-            await write(session)
-
-        try:
-            await run_in_transaction(self.db.client, fenced)
-        except LeaseLost:
-            self.lease.epoch = None
-            raise
-
     async def _mark_many(self, marks: list[tuple[str, str]]) -> None:
         if not marks:
             return
@@ -160,7 +136,7 @@ class Rollup:
         async def write(session: AsyncClientSession) -> None:
             await self.db[DIRTY].bulk_write(writes, session=session)
 
-        await self._fenced(write)
+        await self.lease.fenced(write)
 
     async def _running(self, query: Doc) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
@@ -206,7 +182,7 @@ class Rollup:
                 )
             await self.db[DIRTY_BRANCHES].bulk_write(done, session=session)
 
-        await self._fenced(write)
+        await self.lease.fenced(write)
 
     async def recompute(self, collection: str, target_id: str, mark: Doc | None = None) -> int:
         with tracer.start_as_current_span(
@@ -243,7 +219,7 @@ class Rollup:
                 )
 
         if writes or mark is not None:
-            await self._fenced(write)
+            await self.lease.fenced(write)
         return len(writes)
 
     async def _rows(self, collection: str, target_id: str, unit_id: str) -> dict[str, Doc]:

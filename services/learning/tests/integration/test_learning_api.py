@@ -24,6 +24,7 @@ from sotay_events import topics
 from sotay_events.catalogue.identity import MemberTransferred
 from sotay_events.catalogue.org_tree import OrgLevel, UnitMerged, UnitMoved
 from sotay_events.consumer import ProjectionRunner
+from sotay_events.lease import LeaseLost
 from sotay_learning.projections import (
     CAMPAIGN_COUNTS,
     CONTEST_COUNTS,
@@ -33,7 +34,7 @@ from sotay_learning.projections import (
     LearningProjection,
     RosterProjection,
 )
-from sotay_learning.rollup import LeaseLost, Rollup
+from sotay_learning.rollup import Rollup
 from sotay_platform.auth import Grant, Role, TokenIssuer
 from sotay_platform.testing import eventually, fuzz_openapi
 
