@@ -417,6 +417,17 @@ class Feedback(Aggregate):
         )
         return feedback
 
+    def _where(self) -> dict[str, Any]:
+        """What every event about the feedback where it now stands carries."""
+        holder = self.current
+        return {
+            "feedback_id": self.id,
+            "branch_id": self.branch_id,
+            "kind": self.kind,
+            "unit_id": holder.unit_id,
+            "body": holder.body,
+        }
+
     def _hop_fields(
         self, unit_id: str, body: FeedbackBody, rules: Rules, now: datetime
     ) -> dict[str, Any]:
@@ -475,14 +486,9 @@ class Feedback(Aggregate):
         self._require_open("phân công")
         if self.assignee == assignee:
             return False
-        holder = self.current
         self.record(
             FeedbackAssigned(
-                feedback_id=self.id,
-                branch_id=self.branch_id,
-                kind=self.kind,
-                unit_id=holder.unit_id,
-                body=holder.body,
+                **self._where(),
                 assignee=assignee,
                 assigned_by=by,
                 assigned_at=now,
@@ -550,14 +556,9 @@ class Feedback(Aggregate):
             return False
         if self.state != ANSWERED:
             raise WrongState("Chỉ kết thúc được góp ý đã được trả lời", field="feedback_id")
-        holder = self.current
         self.record(
             FeedbackClosed(
-                feedback_id=self.id,
-                branch_id=self.branch_id,
-                kind=self.kind,
-                unit_id=holder.unit_id,
-                body=holder.body,
+                **self._where(),
                 closed_at=now,
                 closed_by=closed_by,
             )
@@ -567,14 +568,9 @@ class Feedback(Aggregate):
     def add_information(self, now: datetime, attachments: int = 0) -> None:
         """More text, or files (`attachments` of them), from the member while it is open."""
         self._require_open("bổ sung thông tin")
-        holder = self.current
         self.record(
             FeedbackInformationAdded(
-                feedback_id=self.id,
-                branch_id=self.branch_id,
-                kind=self.kind,
-                unit_id=holder.unit_id,
-                body=holder.body,
+                **self._where(),
                 added_at=now,
                 additions=self.additions + 1,
                 attachments=attachments,
@@ -585,14 +581,9 @@ class Feedback(Aggregate):
         if self.state == WITHDRAWN:
             return False
         self._require_open("rút lại")
-        holder = self.current
         self.record(
             FeedbackWithdrawn(
-                feedback_id=self.id,
-                branch_id=self.branch_id,
-                kind=self.kind,
-                unit_id=holder.unit_id,
-                body=holder.body,
+                **self._where(),
                 withdrawn_at=now,
             )
         )
@@ -635,11 +626,7 @@ class Feedback(Aggregate):
         hop = self.current
         self.record(
             FeedbackReminded(
-                feedback_id=self.id,
-                branch_id=self.branch_id,
-                kind=self.kind,
-                unit_id=hop.unit_id,
-                body=hop.body,
+                **self._where(),
                 hop=hop.number,
                 deadline=hop.deadline,
                 reminded_at=now,
