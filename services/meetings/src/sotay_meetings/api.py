@@ -131,6 +131,16 @@ class OptionalReason(BaseModel):
 
 class CheckInCode(BaseModel):
     code: Annotated[str, Text(12)] = Field(examples=["482913"])
+    typed_at: EventDatetime | None = Field(
+        None,
+        description=(
+            "optional: when the member typed the code, for a check-in kept while the phone "
+            "was offline and sent later; the code is checked against that moment. At most 2 "
+            "minutes ahead of the server's clock (clamped), not before check-in opened, at "
+            "most 12 hours old; the meeting must still not be closed when it arrives"
+        ),
+        examples=["2026-12-01T19:05:00+07:00"],
+    )
 
 
 class RecordAttendance(BaseModel):
@@ -420,8 +430,9 @@ async def checkin_qr(
 async def check_in(
     meeting_id: Code, body: CheckInCode, caller: Caller, svc: Service, response: Response
 ) -> dict[str, Any]:
-    """Self check-in with the code the secretary shows; a second check-in changes nothing."""
-    result = await svc.check_in(caller, meeting_id, body.code)
+    """Self check-in with the code the secretary shows; a second check-in changes nothing.
+    `typed_at` (optional) is when the code was typed, for a check-in queued offline."""
+    result = await svc.check_in(caller, meeting_id, body.code, body.typed_at)
     response.status_code = 201 if result.recorded else 200
     return checkin_view(result)
 

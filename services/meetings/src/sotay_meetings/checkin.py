@@ -16,6 +16,7 @@ checking in within one second must all succeed at once. So:
   duplicate fails on the store's unique (stream, version) index alone. The
   close writes `AttendanceClosed` into the stream of every invitee not present,
   so the same index refuses a check-in that arrives after the close counted.
+  A poll's close does the same with `VoteClosed` in every non-voter's vote stream.
 """
 
 from __future__ import annotations
@@ -264,6 +265,7 @@ class LocalMeetingCache:
 
 
 PRESENT = "AttendanceRecorded"
+VOTED = "VoteRecorded"
 
 
 class Ledger(Protocol):
@@ -307,6 +309,7 @@ class MongoLedger:
             {
                 "payload.meeting_id": meeting_id,
                 "aggregate_type": "Vote",
+                "event_type": VOTED,
                 "payload.poll_id": poll_id,
             },
             {"payload": 1},
@@ -339,7 +342,7 @@ class MemoryLedger:
         return {
             p["member_id"]: p["option"]
             for p in self._facts("Vote", meeting_id)
-            if p["poll_id"] == poll_id
+            if p["poll_id"] == poll_id and "option" in p
         }
 
 

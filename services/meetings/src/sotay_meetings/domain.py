@@ -34,6 +34,7 @@ from sotay_events.catalogue.meetings import (
     MinutesRecorded,
     PollClosed,
     PollOpened,
+    VoteClosed,
     VoteRecorded,
 )
 from sotay_meetings.display import datetime_vn
@@ -426,7 +427,10 @@ class Meeting(Aggregate):
             raise RuleBroken("Không tìm thấy nội dung lấy ý kiến", field="poll_id", code="no_poll")
         return poll
 
-    def close_poll(self, poll_id: str, votes: dict[str, str]) -> Poll:
+    def close_poll(self, poll_id: str, votes: dict[str, str]) -> tuple[Poll, list[Vote]]:
+        """The tally of `votes` (the store's), and for each invitee who did not vote the one
+        event of their vote stream (`VoteClosed`): committed with `PollClosed`, they leave
+        no room for a vote to land uncounted after the tally."""
         poll = self.poll(poll_id)
         if not poll.open:
             raise Duplicate("Việc lấy ý kiến này đã kết thúc", field="poll_id")
@@ -437,7 +441,7 @@ class Meeting(Aggregate):
                 tally[option] += 1
                 counted += 1
         self.record(PollClosed(meeting_id=self.id, poll_id=poll_id, tally=tally, voters=counted))
-        return poll
+        return poll, [Vote.close_for(self.id, poll_id, m) for m in self.invitees if m not in votes]
 
     def record_minutes(
         self,
@@ -630,6 +634,9 @@ class Attendance(Aggregate):
         member_id: str,
         method: Literal["self", "secretary"],
         recorded_by: str,
+        *,
+        received_at: datetime | None = None,
+        typed_at: datetime | None = None,
     ) -> tuple[Attendance, AttendanceRecorded]:
         attendance = cls(cls.stream_id(meeting_id, member_id))
         event = AttendanceRecorded(
@@ -638,6 +645,8 @@ class Attendance(Aggregate):
             member_id=member_id,
             method=method,
             recorded_by=recorded_by,
+            typed_at=typed_at,
+            received_at=received_at,
         )
         attendance.record(event)
         return attendance, event
@@ -651,6 +660,7 @@ class Vote(Aggregate):
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.option: str | None = None
+        self.closed = False  # the poll closed before the member voted
 
     @staticmethod
     def stream_id(meeting_id: str, poll_id: str, member_id: str) -> str:
@@ -659,6 +669,14 @@ class Vote(Aggregate):
     def apply(self, event: DomainEvent) -> None:
         if isinstance(event, VoteRecorded):
             self.option = event.option
+        elif isinstance(event, VoteClosed):
+            self.closed = True
+
+    @classmethod
+    def close_for(cls, meeting_id: str, poll_id: str, member_id: str) -> Vote:
+        vote = cls(cls.stream_id(meeting_id, poll_id, member_id))
+        vote.record(VoteClosed(meeting_id=meeting_id, poll_id=poll_id, member_id=member_id))
+        return vote
 
     @classmethod
     def cast(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from sotay_events import (
@@ -35,6 +35,7 @@ from sotay_meetings.checkin import (
     MeetingCache,
     utc_now,
 )
+from sotay_meetings.display import datetime_vn
 from sotay_meetings.domain import (
     CANCELLED,
     CLOSED,
@@ -47,6 +48,7 @@ from sotay_meetings.domain import (
     Vote,
     Window,
     WrongState,
+    WrongTime,
 )
 from sotay_platform.auth import READ_ROLES, Principal, Role
 from sotay_platform.errors import Forbidden, Invalid, NotFound, TooManyRequests
@@ -112,8 +114,12 @@ class MeetingsService:
         window: Window | None = None,
         clock: Clock = utc_now,
         max_wrong_codes: int = 10,
+        typed_at_skew: timedelta = timedelta(minutes=2),
+        typed_at_max_age: timedelta = timedelta(hours=12),
     ) -> None:
-        """`hot_path` commits check-ins and votes (a `GroupCommit` over `store`)."""
+        """`hot_path` commits check-ins and votes (a `GroupCommit` over `store`).
+        `typed_at_skew`: how far ahead of our clock a phone's `typed_at` may be (clamped to
+        now); `typed_at_max_age`: how old a queued offline check-in may be."""
         self.store = store
         self.units = units
         self.roster = roster
@@ -124,6 +130,8 @@ class MeetingsService:
         self.window = window or Window()
         self.clock = clock
         self.max_wrong_codes = max_wrong_codes
+        self.typed_at_skew = typed_at_skew
+        self.typed_at_max_age = typed_at_max_age
 
     # Loading and saving.
 
@@ -322,14 +330,57 @@ class MeetingsService:
         return self.codes.issue(meeting_id, now)
 
     def _check_open(self, hot: HotMeeting, now: datetime, what: str) -> None:
+        self._check_status(hot)
+        self.window.check(hot.starts_at, hot.ends_at, now, what)
+
+    def _check_status(self, hot: HotMeeting) -> None:
         if hot.status == CANCELLED:
             raise WrongState("Cuộc họp đã bị hủy", field="meeting_id", code="cancelled")
         if hot.status == CLOSED:
             raise WrongState("Cuộc họp đã kết thúc", field="meeting_id", code="closed")
-        self.window.check(hot.starts_at, hot.ends_at, now, what)
 
-    async def check_in(self, principal: Principal, meeting_id: str, code: str) -> CheckIn:
-        """Self check-in with the code the secretary shows."""
+    def typed_moment(self, hot: HotMeeting, typed_at: datetime, now: datetime) -> datetime:
+        """The moment an offline check-in's code is checked at: `typed_at`, clamped to now
+        within the allowed clock skew, never before check-in opened nor older than the
+        bound. (Whether the meeting is closed is decided by the store, at commit.)"""
+        if typed_at > now + self.typed_at_skew:
+            raise WrongTime(
+                "Thời điểm nhập mã (typed_at) ở tương lai, đề nghị kiểm tra đồng hồ điện thoại",
+                field="typed_at",
+                code="typed_in_future",
+            )
+        typed_at = min(typed_at, now)
+        if now - typed_at > self.typed_at_max_age:
+            hours = self.typed_at_max_age.total_seconds() / 3600
+            raise WrongTime(
+                f"Mã điểm danh đã nhập quá {hours:g} giờ trước, không còn được ghi nhận",
+                field="typed_at",
+                code="typed_too_long_ago",
+            )
+        opens, closes = self.window.opens(hot.starts_at), self.window.closes(hot.ends_at)
+        if typed_at < opens:
+            raise WrongTime(
+                f"Mã được nhập trước giờ mở điểm danh ({datetime_vn(opens)})",
+                field="typed_at",
+                code="typed_too_early",
+            )
+        if typed_at > closes:
+            raise WrongTime(
+                f"Mã được nhập sau giờ đóng điểm danh ({datetime_vn(closes)})",
+                field="typed_at",
+                code="typed_too_late",
+            )
+        return typed_at
+
+    async def check_in(
+        self,
+        principal: Principal,
+        meeting_id: str,
+        code: str,
+        typed_at: datetime | None = None,
+    ) -> CheckIn:
+        """Self check-in with the code the secretary shows. `typed_at`: when the member typed
+        it (a phone that was offline sends it later); the code is checked at that moment."""
         member_id = self._member_of(principal)
         hot, invited = await self._hot(meeting_id, member_id)
         if not invited:
@@ -338,8 +389,19 @@ class MeetingsService:
                 field="member_id",
             )
         now = self.clock()
-        self._check_open(hot, now, "điểm danh")
-        if not self.codes.verify(meeting_id, code, now):
+        try:
+            if typed_at is None:
+                self._check_open(hot, now, "điểm danh")
+                moment = now
+            else:
+                self._check_status(hot)
+                moment = self.typed_moment(hot, typed_at, now)
+        except (WrongState, WrongTime):
+            # A queued check-in sent twice (its first answer lost) stays "already recorded".
+            if await self.ledger.is_present(meeting_id, member_id):
+                return CheckIn(meeting_id, member_id, False, "self")
+            raise
+        if not self.codes.verify(meeting_id, code, moment):
             wrong = await self.cache.count_wrong_code(meeting_id, member_id)
             if wrong > self.max_wrong_codes:
                 raise TooManyAttempts(
@@ -353,7 +415,9 @@ class MeetingsService:
                 field="code",
                 code="wrong_code",
             )
-        return await self._record(hot, member_id, "self", principal, member_id)
+        return await self._record(
+            hot, member_id, "self", principal, member_id, received_at=now, typed_at=moment
+        )
 
     async def check_in_for(self, principal: Principal, meeting_id: str, member_id: str) -> CheckIn:
         """The secretary records a member present (a member without a phone)."""
@@ -363,9 +427,10 @@ class MeetingsService:
             raise NotInvited(
                 f"Đảng viên {member_id} không có tên trong danh sách mời họp", field="member_id"
             )
-        self._check_open(hot, self.clock(), "điểm danh")
+        now = self.clock()
+        self._check_open(hot, now, "điểm danh")
         recorder = principal.member_id or principal.subject
-        return await self._record(hot, member_id, "secretary", principal, recorder)
+        return await self._record(hot, member_id, "secretary", principal, recorder, received_at=now)
 
     async def _record(
         self,
@@ -374,9 +439,18 @@ class MeetingsService:
         method: Literal["self", "secretary"],
         principal: Principal,
         recorded_by: str,
+        *,
+        received_at: datetime,
+        typed_at: datetime | None = None,
     ) -> CheckIn:
         attendance, _ = Attendance.record_presence(
-            hot.meeting_id, hot.unit_id, member_id, method, recorded_by
+            hot.meeting_id,
+            hot.unit_id,
+            member_id,
+            method,
+            recorded_by,
+            received_at=received_at,
+            typed_at=typed_at,
         )
         uow = self.hot_path.unit_of_work()
         uow.add(attendance)
@@ -447,15 +521,29 @@ class MeetingsService:
                 uow, CommandContext(actor=principal.subject, org_path=tuple(hot.org_path))
             )
         except ConcurrencyConflict:
+            # The stream exists: the member voted before, or the poll's close got there
+            # first. The store decides, not the cache (a replica's may still say "open").
+            existing = await self.store.unit_of_work().get(Vote, vote.id)
+            if existing is not None and existing.closed:
+                raise WrongState(
+                    "Việc lấy ý kiến đã kết thúc, biểu quyết không được ghi nhận",
+                    field="poll_id",
+                    code="poll_closed",
+                ) from None
             raise Duplicate("Đồng chí đã biểu quyết nội dung này", field="poll_id") from None
 
-    @retry_on_conflict()
+    @retry_on_conflict(attempts=5)
     async def close_poll(self, principal: Principal, meeting_id: str, poll_id: str) -> Poll:
+        """Tallies the votes in the store and closes every other invitee's vote stream in the
+        same transaction: a vote landing between the count and the commit makes the commit
+        conflict (counted on the retry); one that comes after finds its stream taken."""
         uow = self.store.unit_of_work()
         meeting, path = await self._organised(principal, meeting_id, uow)
         meeting.poll(poll_id)
         votes = await self.ledger.votes(meeting_id, poll_id)
-        poll = meeting.close_poll(poll_id, votes)
+        poll, unvoted = meeting.close_poll(poll_id, votes)
+        for vote in unvoted:
+            uow.add(vote)
         await self._commit(uow, meeting, principal, path)
         return poll
 

@@ -86,6 +86,8 @@ def create_app(
             closes_after=timedelta(minutes=settings.checkin_closes_after_minutes),
         ),
         max_wrong_codes=settings.checkin_max_wrong_codes,
+        typed_at_skew=timedelta(seconds=settings.checkin_typed_at_skew_seconds),
+        typed_at_max_age=timedelta(hours=settings.checkin_typed_at_max_age_hours),
     )
     app.state.units = units
     app.state.roster = roster

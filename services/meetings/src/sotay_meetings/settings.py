@@ -24,3 +24,7 @@ class MeetingsSettings(ServiceSettings):
     attendance_flushers: int = 2
     # Connections to Redis per process; more concurrent commands wait for one.
     redis_max_connections: int = 100
+    # A check-in code typed while the phone was offline (`typed_at`) is checked at the moment
+    # it was typed: at most this far ahead of our clock (clamped to now) and this old.
+    checkin_typed_at_skew_seconds: int = 120
+    checkin_typed_at_max_age_hours: int = 12

@@ -18,6 +18,7 @@ import pytest
 from sotay_events import topics
 from sotay_events.catalogue.identity import MemberStatus, MemberStatusChanged, MemberTransferred
 from sotay_events.catalogue.org_tree import UnitMerged
+from sotay_platform.inputs import VIETNAM
 from sotay_platform.testing import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -623,3 +624,143 @@ async def test_a_branch_larger_than_the_redis_pool_checks_in_at_once(  # type: i
             )
         )
         assert Counter(r.status_code for r in answers) == {expected: BURST}
+
+
+async def test_a_code_typed_offline_counts_when_sent_later(  # type: ignore[no-untyped-def]
+    app, client, clock, world
+) -> None:
+    """The web app's offline queue: the code typed while offline, `typed_at` its moment."""
+    sec, m1 = world.people["secretary"], world.people["m1"]
+    start = clock.now + timedelta(minutes=5)
+    r = await client.post(
+        "/meetings",
+        json={
+            "unit_id": world.unit("CB1"),
+            "title": "Sinh hoạt chi bộ, mạng yếu",
+            "starts_at": iso(start),
+            "ends_at": iso(start + timedelta(hours=1)),
+            "location": "Hội trường",
+        },
+        headers=sec,
+    )
+    mid = r.json()["meeting_id"]
+    code = (await client.get(f"/meetings/{mid}/checkin-code", headers=sec)).json()["code"]
+    typed_at = clock.now
+    clock.advance(minutes=15)  # back online a quarter of an hour later: the code rotated
+    url = f"/meetings/{mid}/check-in"
+    r = await client.post(url, json={"code": code}, headers=m1)
+    assert (r.status_code, r.json()["error"]) == (422, "wrong_code"), r.text
+    ahead = clock.now + timedelta(minutes=5)
+    r = await client.post(url, json={"code": code, "typed_at": iso(ahead)}, headers=m1)
+    assert (r.status_code, r.json()["field"], r.json()["error"]) == (
+        422,
+        "typed_at",
+        "typed_in_future",
+    ), r.text
+    r = await client.post(url, json={"code": code, "typed_at": "hôm qua"}, headers=m1)
+    assert (r.status_code, r.json()["field"]) == (422, "typed_at"), r.text
+    local = typed_at.astimezone(VIETNAM).replace(tzinfo=None).isoformat()  # no zone: Vietnam
+    for expected in (201, 200):  # the queue sends it twice: counted once
+        r = await client.post(url, json={"code": code, "typed_at": local}, headers=m1)
+        assert r.status_code == expected, r.text
+    [doc] = await app.state.runtime.store.events.find(
+        {"stream_id": f"Attendance-{mid}:{world.id('m1')}"}
+    ).to_list()
+    payload = doc["payload"]
+    assert datetime.fromisoformat(payload["typed_at"]) == typed_at
+    received = datetime.fromisoformat(payload["received_at"])
+    assert received - datetime.fromisoformat(payload["typed_at"]) >= timedelta(minutes=15)
+    clock.advance(minutes=10)
+    r = await client.post(f"/meetings/{mid}/close", headers=sec)
+    assert r.status_code == 200, r.text
+    r = await client.post(url, json={"code": code, "typed_at": local}, headers=world.people["m2"])
+    assert (r.status_code, r.json()["error"]) == (409, "closed"), r.text
+    assert r.json()["message"].startswith("Cuộc họp đã kết thúc")
+
+
+VOTERS = 30
+
+
+async def test_every_accepted_vote_is_in_the_closed_tally(  # type: ignore[no-untyped-def]
+    app, client, clock, make_world
+) -> None:
+    """Many votes racing one close of their poll: a vote is either in the tally or refused
+    with a clear 409; the tally, the store and the meeting's summary agree."""
+    world = await make_world(extra_cb1=VOTERS)
+    sec = world.people["secretary"]
+    store = app.state.runtime.store
+    start = clock.now + timedelta(minutes=5)
+    r = await client.post(
+        "/meetings",
+        json={
+            "unit_id": world.unit("CB1"),
+            "title": "Sinh hoạt chi bộ, biểu quyết",
+            "starts_at": iso(start),
+            "ends_at": iso(start + timedelta(hours=1)),
+            "location": "Hội trường",
+        },
+        headers=sec,
+    )
+    mid = r.json()["meeting_id"]
+    voters = [f"e{i}" for i in range(VOTERS)]
+    await asyncio.gather(
+        *(
+            client.post(f"/meetings/{mid}/attendance", json={"member_id": world.id(s)}, headers=sec)
+            for s in voters
+        )
+    )
+    clock.advance(minutes=10)
+    r = await client.post(
+        f"/meetings/{mid}/polls",
+        json={"question": "Thông qua nghị quyết?", "options": ["Tán thành", "Không tán thành"]},
+        headers=sec,
+    )
+    assert r.status_code == 201, r.text
+    pid = r.json()["poll_id"]
+
+    async def vote(short: str):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(random.uniform(0, 1.5))
+        option = "Tán thành" if int(short[1:]) % 3 else "Không tán thành"
+        r = await client.post(
+            f"/meetings/{mid}/polls/{pid}/votes",
+            json={"option": option},
+            headers=world.people[short],
+        )
+        return short, option, r
+
+    async def close():  # type: ignore[no-untyped-def]
+        await asyncio.sleep(random.uniform(0.1, 0.3))
+        while True:
+            r = await client.post(f"/meetings/{mid}/polls/{pid}/close", headers=sec)
+            if r.status_code != 409 or r.json()["error"] != "concurrent_change":
+                return r  # a client retries a 409 "try again"
+
+    closing, *answers = await asyncio.gather(close(), *(vote(s) for s in voters))
+    assert closing.status_code == 200, closing.text
+    accepted = Counter(option for _, option, r in answers if r.status_code == 201)
+    statuses = Counter(r.status_code for _, _, r in answers)
+    assert set(statuses) <= {201, 409}, statuses
+    for _, _, r in answers:
+        if r.status_code == 409:
+            assert (r.json()["error"], r.json()["field"]) == ("poll_closed", "poll_id"), r.text
+    tally = closing.json()["tally"]
+    assert {k: v for k, v in tally.items() if v} == dict(accepted)
+    docs = await store.events.find(
+        {"aggregate_type": "Vote", "payload.meeting_id": mid, "payload.poll_id": pid}
+    ).to_list()
+    kinds = Counter(d["event_type"] for d in docs)
+    assert kinds["VoteRecorded"] == sum(accepted.values())
+    invitees = (await client.get(f"/meetings/{mid}", headers=sec)).json()["invitee_ids"]
+    assert kinds["VoteRecorded"] + kinds["VoteClosed"] == len(invitees)
+    assert len({d["stream_id"] for d in docs}) == len(docs)
+
+    r = await client.get(f"/meetings/{mid}", headers=sec)
+    [poll] = r.json()["polls"]
+    assert (poll["status"], poll["tally"]) == ("closed", tally)
+
+    async def summary():  # type: ignore[no-untyped-def]
+        r = await client.get(f"/units/{world.unit('CB1')}/meetings", headers=sec)
+        [row] = [m for m in r.json()["meetings"] if m["meeting_id"] == mid]
+        return (row.get("poll_results") or {}).get(pid)
+
+    assert await eventually(summary) == tally  # the branch's summary shows the same figures

@@ -204,11 +204,18 @@ def test_polls_check_options_and_tally_invitees_only() -> None:
     with pytest.raises(WrongState) as still_open:
         meeting.close(set(), during)
     assert still_open.value.field == "poll_id"
-    poll = meeting.close_poll(
+    poll, unvoted = meeting.close_poll(
         "p1", {"a": "Tán thành", "b": "Tán thành", "c": "Không tán thành", "zz": "Tán thành"}
     )
     assert poll.tally == {"Tán thành": 2, "Không tán thành": 1}
     assert poll.voters == 3
+    # Every invitee who did not vote gets the closing event of their own vote stream.
+    assert sorted(v.id for v in unvoted) == [
+        Vote.stream_id(meeting.id, "p1", m)
+        for m in sorted(meeting.invitees)
+        if m not in {"a", "b", "c"}
+    ]
+    assert all(v.pending[0].event_type == "VoteClosed" for v in unvoted)
     with pytest.raises(Duplicate):
         meeting.close_poll("p1", {})
 

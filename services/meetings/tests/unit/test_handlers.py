@@ -1,4 +1,5 @@
-"""Commands through the service layer: authorization, the check-in hot path, idempotence."""
+"""Commands through the service layer: authorization, the check-in hot path (also a code typed
+offline, `typed_at`), idempotence, a vote racing its poll's close."""
 
 import asyncio
 from datetime import UTC, datetime, timedelta
@@ -373,3 +374,179 @@ async def test_the_committee_acknowledges_for_itself(
     await service.submit_report(SECRETARY, meeting.id, "")
     await service.acknowledge_report(COMMITTEE, meeting.id)
     assert store.streams[f"Meeting-{meeting.id}"][-1].payload["on_behalf_of"] is None
+
+
+# A check-in code typed offline (`typed_at`).
+
+
+async def test_a_code_valid_when_typed_counts_though_it_rotated_since(
+    service: MeetingsService, clock, store, codes: CheckinCodes
+) -> None:
+    meeting = await convene(service)
+    typed_at = clock.now
+    code = codes.issue(meeting.id, typed_at).code
+    clock.advance(minutes=10)  # back online: the code rotated ten times since
+    with pytest.raises(Invalid) as now_wrong:
+        await service.check_in(member("m1"), meeting.id, code)
+    assert now_wrong.value.code == "wrong_code"
+    first = await service.check_in(member("m1"), meeting.id, code, typed_at)
+    assert first.recorded
+    [event] = store.streams[f"Attendance-{meeting.id}:m1"]
+    assert event.payload["typed_at"] == typed_at.isoformat().replace("+00:00", "Z")
+    assert event.payload["received_at"] == clock.now.isoformat().replace("+00:00", "Z")
+    # The queue sends it again (its first answer was lost): nothing changes.
+    again = await service.check_in(member("m1"), meeting.id, code, typed_at)
+    assert again.recorded is False
+    assert len(store.streams[f"Attendance-{meeting.id}:m1"]) == 1
+
+
+async def test_typed_after_check_in_closed_is_refused_but_typed_before_counts(
+    service: MeetingsService, clock, codes: CheckinCodes
+) -> None:
+    """The window is judged at the moment typed, the closing of the meeting at arrival."""
+    meeting = await convene(service)
+    typed_at = START + timedelta(hours=2, minutes=25)  # check-in closes 30 min after the end
+    clock.now = typed_at + timedelta(minutes=20)
+    code = codes.issue(meeting.id, typed_at).code
+    assert (await service.check_in(member("m2"), meeting.id, code, typed_at)).recorded
+    late = START + timedelta(hours=2, minutes=35)
+    with pytest.raises(WrongTime) as too_late:
+        await service.check_in(member("m3"), meeting.id, codes.issue(meeting.id, late).code, late)
+    assert (too_late.value.field, too_late.value.code) == ("typed_at", "typed_too_late")
+
+
+@pytest.mark.parametrize(
+    ("typed", "code"),
+    [
+        (NOW + timedelta(minutes=3), "typed_in_future"),
+        (START - timedelta(minutes=31), "typed_too_early"),
+    ],
+)
+async def test_typed_at_in_the_future_or_before_opening_is_422_naming_it(
+    service: MeetingsService, codes: CheckinCodes, typed, code
+) -> None:
+    meeting = await convene(service)
+    with pytest.raises(WrongTime) as refused:
+        await service.check_in(member("m1"), meeting.id, codes.issue(meeting.id, typed).code, typed)
+    assert (status_of(refused.value), refused.value.field, refused.value.code) == (
+        422,
+        "typed_at",
+        code,
+    )
+
+
+async def test_a_phone_clock_slightly_ahead_is_clamped_to_now(
+    service: MeetingsService, clock, store, codes: CheckinCodes
+) -> None:
+    meeting = await convene(service)
+    ahead = clock.now + timedelta(seconds=90)
+    code = codes.issue(meeting.id, clock.now).code
+    assert (await service.check_in(member("m1"), meeting.id, code, ahead)).recorded
+    [event] = store.streams[f"Attendance-{meeting.id}:m1"]
+    assert event.payload["typed_at"] == event.payload["received_at"]
+
+
+async def test_typed_at_older_than_the_bound_is_422(
+    service: MeetingsService, clock, codes: CheckinCodes
+) -> None:
+    meeting = await convene(service, ends_at=START + timedelta(hours=20))
+    typed_at = clock.now
+    code = codes.issue(meeting.id, typed_at).code
+    clock.advance(hours=12, minutes=1)
+    with pytest.raises(WrongTime) as old:
+        await service.check_in(member("m1"), meeting.id, code, typed_at)
+    assert (status_of(old.value), old.value.field, old.value.code) == (
+        422,
+        "typed_at",
+        "typed_too_long_ago",
+    )
+    assert "12 giờ" in old.value.message
+
+
+async def test_an_offline_check_in_arriving_after_the_close_is_refused(
+    service: MeetingsService, clock, store, codes: CheckinCodes
+) -> None:
+    meeting = await convene(service)
+    typed_at = clock.now
+    code = codes.issue(meeting.id, typed_at).code
+    await service.check_in(member("m1"), meeting.id, code, typed_at)
+    stale = LocalMeetingCache()
+    stale.hot, stale.invited = dict(service.cache.hot), dict(service.cache.invited)  # type: ignore[attr-defined]
+    clock.advance(minutes=30)
+    await service.close(SECRETARY, meeting.id)
+    for cache in (service.cache, stale):  # this replica's cache, and one still "convened"
+        service.cache = cache
+        with pytest.raises(WrongState) as closed:
+            await service.check_in(member("m2"), meeting.id, code, typed_at)
+        assert (status_of(closed.value), closed.value.code) == (409, "closed")
+        assert closed.value.message.startswith("Cuộc họp đã kết thúc")
+        # Sent again after the close, the one that went through is still "already recorded".
+        again = await service.check_in(member("m1"), meeting.id, code, typed_at)
+        assert again.recorded is False
+    [event] = store.streams[f"Attendance-{meeting.id}:m2"]
+    assert event.event_type == "AttendanceClosed"
+
+
+# A vote racing its poll's close.
+
+
+async def _poll_with_present(service: MeetingsService, clock, members: list[str]) -> str:
+    meeting = await convene(service)
+    for m in members:
+        await service.check_in_for(SECRETARY, meeting.id, m)
+    clock.advance(minutes=25)
+    poll = await service.open_poll(SECRETARY, meeting.id, "Thông qua?", ["Có", "Không"])
+    return f"{meeting.id}/{poll.poll_id}"
+
+
+async def test_a_vote_landing_while_the_close_counts_is_counted(
+    service: MeetingsService, clock, store
+) -> None:
+    meeting_id, poll_id = (await _poll_with_present(service, clock, ["m1", "m2"])).split("/")
+    await service.vote(member("m1"), meeting_id, poll_id, "Có")
+    ledger = service.ledger
+    raced: list[str] = []
+
+    class RacingLedger:
+        """The close reads the votes; m2 votes before the close commits."""
+
+        async def present(self, meeting_id: str) -> set[str]:
+            return await ledger.present(meeting_id)
+
+        async def is_present(self, meeting_id: str, member_id: str) -> bool:
+            return await ledger.is_present(meeting_id, member_id)
+
+        async def votes(self, meeting_id: str, poll_id: str) -> dict[str, str]:
+            found = await ledger.votes(meeting_id, poll_id)
+            if not raced:
+                raced.append("m2")
+                await service.vote(member("m2"), meeting_id, poll_id, "Không")
+            return found
+
+    service.ledger = RacingLedger()
+    closed = await service.close_poll(SECRETARY, meeting_id, poll_id)
+    assert raced == ["m2"]
+    assert closed.tally == {"Có": 1, "Không": 1}
+    events = [e for s in store.streams.values() for e in s if e.aggregate_type == "Vote"]
+    assert sorted(e.event_type for e in events) == ["VoteClosed"] * 4 + ["VoteRecorded"] * 2
+
+
+async def test_a_vote_after_the_close_is_refused_by_the_store_not_the_cache(
+    service: MeetingsService, clock, store
+) -> None:
+    meeting_id, poll_id = (await _poll_with_present(service, clock, ["m1", "m2"])).split("/")
+    stale = LocalMeetingCache()
+    stale.hot, stale.invited = dict(service.cache.hot), dict(service.cache.invited)  # type: ignore[attr-defined]
+    await service.vote(member("m1"), meeting_id, poll_id, "Có")
+    closed = await service.close_poll(SECRETARY, meeting_id, poll_id)
+    service.cache = stale  # a replica whose cache still says the poll is open
+    with pytest.raises(WrongState) as late:
+        await service.vote(member("m2"), meeting_id, poll_id, "Không")
+    assert (status_of(late.value), late.value.code, late.value.field) == (
+        409,
+        "poll_closed",
+        "poll_id",
+    )
+    assert closed.tally == {"Có": 1, "Không": 0}
+    [event] = store.streams[f"Vote-{meeting_id}:{poll_id}:m2"]
+    assert event.event_type == "VoteClosed"

@@ -9,7 +9,8 @@ A member's `Attendance` stream holds exactly one event: `AttendanceRecorded`
 `AttendanceClosed` (not present when the meeting closed). The event store's
 unique (stream, version) index lets only one of them exist, so a check-in
 still in flight when the meeting closes is either counted by the close or
-refused; it is never recorded without being counted.
+refused; it is never recorded without being counted. A member's `Vote` stream is the
+same: `VoteRecorded`, or `VoteClosed` written by the poll's close with `PollClosed`.
 """
 
 from __future__ import annotations
@@ -131,6 +132,12 @@ class AttendanceRecorded(_AttendanceEvent):
     recorded_by: str | None = Field(
         None, description="who recorded it: the member or the secretary"
     )
+    typed_at: datetime | None = Field(
+        None,
+        description="self check-in: when the member typed the code (the code was checked "
+        "against this moment; earlier than `received_at` when the phone was offline)",
+    )
+    received_at: datetime | None = Field(None, description="when the service received it")
 
 
 @register
@@ -179,6 +186,18 @@ class VoteRecorded(_VoteEvent):
     poll_id: str
     member_id: str
     option: str
+
+
+@register
+class VoteClosed(_VoteEvent):
+    """The poll closed without the member voting: the stream's one event, written with
+    `PollClosed` in one transaction, so no vote can be recorded after the tally counted."""
+
+    event_type = "VoteClosed"
+
+    meeting_id: str
+    poll_id: str
+    member_id: str
 
 
 @register
