@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -186,7 +187,12 @@ class EventFeed:
         self.published: list[EventEnvelope] = []
 
     async def send(
-        self, topic: str, aggregate_id: str, event: DomainEvent, org_path: Sequence[str] = ()
+        self,
+        topic: str,
+        aggregate_id: str,
+        event: DomainEvent,
+        org_path: Sequence[str] = (),
+        occurred_at: datetime | None = None,
     ) -> EventEnvelope:
         runtime = self.app.state.runtime
         await runtime.broker_started.wait()  # the broker starts in the background
@@ -199,6 +205,7 @@ class EventFeed:
             aggregate_id=aggregate_id,
             aggregate_version=self.versions[stream],
             org_path=tuple(org_path),
+            occurred_at=occurred_at or datetime.now(UTC),
             actor="test",
             payload=event.model_dump(mode="json"),
         )
@@ -206,16 +213,23 @@ class EventFeed:
         self.published.append(envelope)
         return envelope
 
-    async def org_tree(self, unit_id: str, event: DomainEvent) -> EventEnvelope:
-        return await self.send(topics.ORG_TREE, unit_id, event)
+    async def org_tree(
+        self, unit_id: str, event: DomainEvent, occurred_at: datetime | None = None
+    ) -> EventEnvelope:
+        return await self.send(topics.ORG_TREE, unit_id, event, occurred_at=occurred_at)
 
     async def unit(
-        self, unit_id: str, level: OrgLevel, parent: str | None, name: str | None = None
+        self,
+        unit_id: str,
+        level: OrgLevel,
+        parent: str | None,
+        occurred_at: datetime | None = None,
+        name: str | None = None,
     ) -> EventEnvelope:
         created = UnitCreated(
             unit_id=unit_id, name=name or f"Đơn vị {unit_id}", level=level, parent_id=parent
         )
-        return await self.org_tree(unit_id, created)
+        return await self.org_tree(unit_id, created, occurred_at)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:

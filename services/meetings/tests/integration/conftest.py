@@ -21,7 +21,7 @@ import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from sotay_events import DomainEvent, EventEnvelope, topics
+from sotay_events import topics
 from sotay_events.catalogue.identity import (
     Gender,
     MemberRegistered,
@@ -29,12 +29,12 @@ from sotay_events.catalogue.identity import (
     MemberStatus,
     RoleGranted,
 )
-from sotay_events.catalogue.org_tree import OrgLevel, UnitCreated
+from sotay_events.catalogue.org_tree import OrgLevel
 from sotay_meetings.main import create_app
 from sotay_meetings.settings import MeetingsSettings
 from sotay_platform.auth import Grant, Role, TokenIssuer
 from sotay_platform.settings import AuthSettings, InfraSettings
-from sotay_platform.testing import eventually
+from sotay_platform.testing import EventFeed, eventually
 
 
 class Clock:
@@ -60,50 +60,8 @@ class Clock:
         self.offset = offset
 
 
-class Feed:
-    """Publishes other services' events as they would: enveloped, keyed by aggregate id."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.broker = app.state.runtime.broker
-        self.versions: dict[str, int] = {}
-
-    async def publish(
-        self,
-        topic: str,
-        aggregate_type: str,
-        aggregate_id: str,
-        event: DomainEvent,
-        org_path: tuple[str, ...] = (),
-        occurred_at: datetime | None = None,
-    ) -> None:
-        key = f"{aggregate_type}-{aggregate_id}"
-        self.versions[key] = self.versions.get(key, 0) + 1
-        envelope = EventEnvelope(
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            aggregate_version=self.versions[key],
-            occurred_at=occurred_at or datetime.now(UTC),
-            org_path=org_path,
-            payload=event.model_dump(mode="json"),
-        )
-        await self.broker.publish(envelope.to_bytes(), topic, key=aggregate_id.encode())
-
-    async def unit(
-        self,
-        unit_id: str,
-        level: OrgLevel,
-        parent: str | None,
-        occurred_at: datetime | None = None,
-    ) -> None:
-        await self.publish(
-            topics.ORG_TREE,
-            "OrgUnit",
-            unit_id,
-            UnitCreated(unit_id=unit_id, name=f"Đơn vị {unit_id}", level=level, parent_id=parent),
-            occurred_at=occurred_at,
-        )
+class Feed(EventFeed):
+    """Publishes identity's facts as it would, beside org-tree's."""
 
     async def member(
         self,
@@ -114,9 +72,8 @@ class Feed:
         name: str | None = None,
         occurred_at: datetime | None = None,
     ) -> None:
-        await self.publish(
+        await self.send(
             topics.IDENTITY,
-            "Member",
             member_id,
             MemberRegistered(
                 member_id=member_id,
@@ -130,31 +87,19 @@ class Feed:
             occurred_at=occurred_at,
         )
         if approved:
-            await self.publish(
+            await self.send(
                 topics.IDENTITY,
-                "Member",
                 member_id,
                 MemberRegistrationApproved(member_id=member_id, branch_id=branch, approved_by="s"),
                 occurred_at=occurred_at,
             )
 
     async def role(self, member_id: str, role: Role, unit_id: str) -> None:
-        await self.publish(
+        await self.send(
             topics.IDENTITY,
-            "Member",
             member_id,
             RoleGranted(member_id=member_id, role=role.value, unit_id=unit_id, granted_by="admin"),
         )
-
-    async def event(
-        self,
-        topic: str,
-        aggregate_type: str,
-        aggregate_id: str,
-        event: DomainEvent,
-        occurred_at: datetime | None = None,
-    ) -> None:
-        await self.publish(topic, aggregate_type, aggregate_id, event, occurred_at=occurred_at)
 
 
 @pytest.fixture(scope="module")

@@ -131,9 +131,8 @@ async def test_figures_follow_the_tree_as_it_stood_on_their_date(  # type: ignor
         before = await held("Sinh hoạt trước khi chuyển")
     finally:
         clock.reset()
-    await feed.event(
+    await feed.send(
         topics.ORG_TREE,
-        "OrgUnit",
         u("CB2"),
         UnitMoved(unit_id=u("CB2"), from_parent_id=u("X1"), to_parent_id=u("X2")),
         occurred_at=datetime.now(UTC) - timedelta(days=1),

@@ -397,9 +397,8 @@ async def test_rescheduling_and_cancelling_notify_the_invitees(client, clock, wo
 async def test_the_roster_follows_transfers_status_and_merges(client, clock, feed, world) -> None:  # type: ignore[no-untyped-def]
     sec = world.people["secretary"]
     u, m = world.unit, world.id
-    await feed.event(
+    await feed.send(
         topics.IDENTITY,
-        "Member",
         m("m5"),
         MemberTransferred(
             member_id=m("m5"),
@@ -408,9 +407,8 @@ async def test_the_roster_follows_transfers_status_and_merges(client, clock, fee
             effective_on=clock.now.date(),
         ),
     )
-    await feed.event(
+    await feed.send(
         topics.IDENTITY,
-        "Member",
         m("m6"),
         MemberStatusChanged(
             member_id=m("m6"),
@@ -420,9 +418,7 @@ async def test_the_roster_follows_transfers_status_and_merges(client, clock, fee
             effective_on=clock.now.date(),
         ),
     )
-    await feed.event(
-        topics.ORG_TREE, "OrgUnit", u("CB2"), UnitMerged(unit_id=u("CB2"), into_unit_id=u("CB1"))
-    )
+    await feed.send(topics.ORG_TREE, u("CB2"), UnitMerged(unit_id=u("CB2"), into_unit_id=u("CB1")))
 
     async def expected():  # type: ignore[no-untyped-def]
         r = await client.get(f"/units/{u('CB1')}/roster", headers=sec)
