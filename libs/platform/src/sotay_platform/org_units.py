@@ -21,11 +21,12 @@ an event applied twice changes nothing, and a rebuild equals the live model.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -51,6 +52,9 @@ __all__ = [
 
 
 class OrgUnitsProjection:
+    """Folds a batch in memory and writes it at once: one read of the batch's units, one
+    of what hangs under those that moved and one of their ancestors, one `bulk_write`."""
+
     name = "org_units"
     collections = (COLLECTION,)
     event_types = frozenset(e.event_type for e in TREE_EVENTS)
@@ -61,31 +65,47 @@ class OrgUnitsProjection:
     async def apply_batch(
         self, db: AsyncDatabase[Doc], items: list[Applied], session: AsyncClientSession
     ) -> None:
+        tree_items = [(e, ev) for e, ev in items if isinstance(ev, TREE_EVENTS)]
+        if not tree_items:
+            return
         units = db[COLLECTION]
-        for envelope, event in items:
-            if not isinstance(event, TREE_EVENTS):
-                continue
-            doc = await units.find_one({"_id": event.unit_id}, session=session)
-            if doc is None and not isinstance(event, UnitCreated):
-                continue  # one unit's events come in order: nothing to attach this to
-            history = UnitHistory.from_doc(doc) if doc else UnitHistory(event.unit_id)
+        ids = sorted({ev.unit_id for _, ev in tree_items})
+        stored = await _by_id(units, ids, session)
+        histories = {i: UnitHistory.from_doc(d) for i, d in stored.items()}
+        changed: set[str] = set()
+        moved: set[str] = set()  # gained a parent or a successor: lineages and paths change
+        for envelope, event in tree_items:
+            history = histories.get(event.unit_id)
+            if history is None:
+                if not isinstance(event, UnitCreated):
+                    continue  # one unit's events come in order: nothing to attach this to
+                history = histories[event.unit_id] = UnitHistory(event.unit_id)
             if not history.apply(event, envelope.occurred_at, envelope.aggregate_version):
                 continue
-            await units.update_one(
-                {"_id": event.unit_id},
-                {
-                    "$set": history.to_doc(),
-                    "$setOnInsert": {
-                        "path": [event.unit_id],
-                        "under": None,
-                        "lineage": [event.unit_id],
-                    },
-                },
-                upsert=True,
-                session=session,
-            )
+            changed.add(event.unit_id)
             if isinstance(event, UnitCreated | UnitMoved | UnitMerged):
-                await relink(units, history, session)
+                moved.add(event.unit_id)
+        if not changed:
+            return
+        # the units as they will stand: stored fields, the batch's history on top
+        docs: dict[str, Doc] = {}
+        for unit_id in sorted(changed):
+            base = stored.get(unit_id) or {
+                "_id": unit_id,
+                "path": [unit_id],
+                "under": None,
+                "lineage": [unit_id],
+            }
+            docs[unit_id] = {**base, **histories[unit_id].to_doc()}
+        updates = {u: histories[u].to_doc() for u in changed if u in stored}
+        if moved:
+            for unit_id, fields in (await _relink(units, docs, sorted(moved), session)).items():
+                if unit_id not in docs or unit_id in stored:
+                    updates.setdefault(unit_id, {}).update(fields)
+        # new units in one insert: several times faster than upserts on the embedded server
+        writes: list[Any] = [InsertOne(docs[u]) for u in sorted(changed) if u not in stored]
+        writes += [UpdateOne({"_id": u}, {"$set": f}) for u, f in sorted(updates.items())]
+        await units.bulk_write(writes, ordered=False, session=session)
 
 
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:
@@ -97,35 +117,75 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await units.create_index([("lineage", ASCENDING)])
 
 
-async def relink(
-    units: AsyncCollection[Doc], changed: UnitHistory, session: AsyncClientSession | None
-) -> None:
-    """After `changed` gained a parent or a successor: grow the lineages that hold it,
-    then recompute today's path of every unit whose path runs through it."""
-    unit_id = changed.id
-    hangs = sorted(changed.hangs_from())
-    reach = {unit_id, *hangs}
-    async for doc in units.find({"_id": {"$in": hangs}}, {"lineage": 1}, session=session):
-        reach.update(doc.get("lineage") or [doc["_id"]])
-    above = [d async for d in units.find({"_id": {"$in": sorted(reach)}}, session=session)]
-    below = [d async for d in units.find({"lineage": unit_id}, session=session)]
+# SecantusDB checks each document it finds against every value of an `$in`: long lists
+# go in slices, which keeps a batch of thousands of units linear.
+IN_SLICE = 200
 
-    writes: list[UpdateOne] = []
-    for doc in below:
-        lineage = sorted(set(doc.get("lineage") or []) | reach)
-        if lineage != doc.get("lineage"):
-            doc["lineage"] = lineage
-            writes.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"lineage": lineage}}))
 
-    tree = OrgTree.from_docs({d["_id"]: d for d in [*above, *below]}.values())
-    for doc in below:
-        path = tree.path(doc["_id"])
-        old = doc.get("path") or []
-        if path != old and (unit_id in path or unit_id in old):
-            under = path[-2] if len(path) > 1 else None
-            writes.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"path": path, "under": under}}))
-    if writes:
-        await units.bulk_write(writes, session=session)
+async def _find_in(
+    units: AsyncCollection[Doc],
+    field: str,
+    values: Iterable[str],
+    session: AsyncClientSession | None,
+) -> dict[str, Doc]:
+    wanted = sorted(set(values))
+    found: dict[str, Doc] = {}
+    for i in range(0, len(wanted), IN_SLICE):
+        query = {field: {"$in": wanted[i : i + IN_SLICE]}}
+        found.update({d["_id"]: d async for d in units.find(query, session=session)})
+    return found
+
+
+async def _by_id(
+    units: AsyncCollection[Doc], ids: Iterable[str], session: AsyncClientSession | None
+) -> dict[str, Doc]:
+    return await _find_in(units, "_id", ids, session)
+
+
+async def _relink(
+    units: AsyncCollection[Doc],
+    docs: dict[str, Doc],
+    moved: list[str],
+    session: AsyncClientSession | None,
+) -> dict[str, Doc]:
+    """After units gained a parent or a successor: grow the lineage of everything under
+    them (the closure of `hangs_from`: lineages only grow), then recompute today's path of
+    each of those units. `docs` holds the batch's units as they now stand (updated in
+    place); returns the fields to write per unit, new units' included."""
+    below = await _find_in(units, "lineage", moved, session)
+    below.update(docs)
+    hangs = {u: UnitHistory.from_doc(d).hangs_from() for u, d in below.items()}
+    outside = await _by_id(units, {h for u in moved for h in hangs[u]} - set(below), session)
+    lineage = {u: {u, *(d.get("lineage") or ())} for u, d in below.items()}
+    for unit_id in moved:
+        lineage[unit_id] |= hangs[unit_id]
+        for h in hangs[unit_id] & set(outside):
+            lineage[unit_id] |= set(outside[h].get("lineage") or [h])
+    grown = True
+    while grown:  # closure within what moved and what hangs under it
+        grown = False
+        for unit_id, found in lineage.items():
+            for other in [o for o in found if o != unit_id and o in lineage]:
+                if not lineage[other] <= found:
+                    found |= lineage[other]
+                    grown = True
+    above_ids = set().union(*lineage.values()) - below.keys() - outside.keys()
+    above = {**outside, **await _by_id(units, above_ids, session)}
+    tree = OrgTree.from_docs([*above.values(), *below.values()])
+    out: dict[str, Doc] = {}
+    for unit_id, doc in below.items():
+        fields: Doc = {}
+        new_lineage = sorted(lineage[unit_id])
+        if new_lineage != doc.get("lineage"):
+            fields["lineage"] = new_lineage
+        path = tree.path(unit_id)
+        if path != doc.get("path"):
+            fields["path"] = path
+            fields["under"] = path[-2] if len(path) > 1 else None
+        doc.update(fields)
+        if fields:
+            out[unit_id] = fields
+    return out
 
 
 @dataclass(frozen=True)

@@ -414,7 +414,10 @@ class Parsed:
     seen: dict[date, float]
 
     @classmethod
-    def of(cls, doc: Mapping[str, Any] | None) -> Parsed:
+    def of(cls, doc: Mapping[str, Any] | None, activity: bool = True) -> Parsed:
+        """A roll-up document's counters; `activity` False skips the per-type event counts
+        (`F|e:…`, only the unit's own activity table reads them). On the dashboard's path:
+        one pass, a key is unique per figure and period."""
         levels: dict[str, dict[int, float]] = {}
         flows: dict[str, dict[int, float]] = {}
         corrections: dict[str, dict[int, float]] = {}
@@ -425,15 +428,16 @@ class Parsed:
                 continue
             kind = key[0]
             if kind == "S":
-                raw = key[2:]
-                seen[date(int(raw[:4]), int(raw[4:6]), int(raw[6:8]))] = float(value)
+                seen[date(int(key[2:6]), int(key[6:8]), int(key[8:10]))] = float(value)
                 continue
             target = targets.get(kind)
-            if target is None:
+            if target is None or (not activity and key.startswith("e:", 2)):
                 continue
             figure, _, p = key[2:].rpartition(SEP)
-            periods = target.setdefault(figure, {})
-            periods[int(p)] = periods.get(int(p), 0.0) + float(value)
+            periods = target.get(figure)
+            if periods is None:
+                periods = target[figure] = {}
+            periods[int(p)] = float(value)
         return cls(levels, flows, corrections, seen)
 
     def level(self, figure: str, p: int) -> float:

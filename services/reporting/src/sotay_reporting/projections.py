@@ -6,18 +6,22 @@ tree events are applied first (the shared `OrgUnitsProjection` writes
 what changed are placed anew; then the batch's facts are recorded at their
 units (`unit_own`) and placed on those units' ancestors of the time
 (`unit_rollups`), see `figures`. One batch costs a handful of reads (the
-states and tree documents it needs, one `$in` query each) and one bulk write
+states and tree documents it needs, `$in` queries in slices) and one bulk write
 per collection, whatever its size.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from sotay_events.catalogue import CATALOGUE
@@ -151,9 +155,13 @@ class UsageProjection:
                 await db[collection].bulk_write(ops, ordered=False, session=session)
         last = max((e.occurred_at for e, _ in items), default=None)
         if last is not None:
-            await db[META].update_one(
-                {"_id": self.name}, {"$max": {"last_event_at": last}}, upsert=True, session=session
-            )
+            update: Doc = {
+                "$max": {"last_event_at": last},
+                "$setOnInsert": {"tree_epoch": uuid.uuid4().hex},
+            }
+            if tree_items:  # in the same commit as the tree: readers key their cache by it
+                update["$inc"] = {"tree_version": 1}
+            await db[META].update_one({"_id": self.name}, update, upsert=True, session=session)
 
     async def _tree_changes(
         self,
@@ -170,10 +178,7 @@ class UsageProjection:
         await self.tree.apply_batch(db, items, session)
         affected |= await _under(db, changed, session)
         new = await load_tree(db, sorted(affected), session)
-        owns = {
-            d["_id"]: own_of(d)
-            async for d in db[OWN].find({"_id": {"$in": sorted(affected)}}, session=session)
-        }
+        owns = {d["_id"]: own_of(d) for d in await find_in(db[OWN], "_id", affected, session)}
         replace_tree(owns, Placer(old, self.report_day), Placer(new, self.report_day), rollups)
         births = Tally()  # a branch-level unit counts as a branch from creation to its end
         for envelope, event in items:
@@ -215,8 +220,7 @@ class UsageProjection:
             if isinstance(ev, MeetingClosed) and ev.kind == MeetingKind.regular
         }
         regular_own = {
-            d["_id"]: own_of(d)
-            async for d in db[OWN].find({"_id": {"$in": sorted(regular_units)}}, session=session)
+            d["_id"]: own_of(d) for d in await find_in(db[OWN], "_id", regular_units, session)
         }
         before: dict[str, Any] = {
             m: member_counters(members[m], rd) for m in member_ids if m in members
@@ -396,19 +400,15 @@ def _feedback(state: Doc, event: Any, report_day: int, own: Tally) -> None:
 async def _states(
     db: AsyncDatabase[Doc], collection: str, ids: set[str], session: AsyncClientSession
 ) -> dict[str, Doc]:
-    if not ids:
-        return {}
-    return {
-        d["_id"]: d
-        async for d in db[collection].find({"_id": {"$in": sorted(ids)}}, session=session)
-    }
+    return {d["_id"]: d for d in await find_in(db[collection], "_id", ids, session)}
 
 
 async def _under(
     db: AsyncDatabase[Doc], unit_ids: list[str], session: AsyncClientSession
 ) -> set[str]:
-    found = db[ORG_UNITS].find({"lineage": {"$in": unit_ids}}, {"_id": 1}, session=session)
-    return {d["_id"] async for d in found}
+    return {
+        d["_id"] for d in await find_in(db[ORG_UNITS], "lineage", unit_ids, session, {"_id": 1})
+    }
 
 
 async def load_tree(
@@ -416,12 +416,36 @@ async def load_tree(
 ) -> OrgTree:
     """The dated tree of the units and everything they ever hung from or merged into."""
     units = db[ORG_UNITS]
-    docs = {d["_id"]: d async for d in units.find({"_id": {"$in": unit_ids}}, session=session)}
+    docs = {d["_id"]: d for d in await find_in(units, "_id", unit_ids, session)}
     lineage = {u for d in docs.values() for u in d.get("lineage") or []} - set(docs)
-    if lineage:
-        async for d in units.find({"_id": {"$in": sorted(lineage)}}, session=session):
-            docs[d["_id"]] = d
+    docs.update({d["_id"]: d for d in await find_in(units, "_id", lineage, session)})
     return OrgTree.from_docs(docs.values())
+
+
+# SecantusDB checks each document it finds against every value of an `$in`: long lists go
+# in slices (concurrently outside a transaction), which keeps a batch of thousands linear.
+IN_SLICE = 200
+
+
+async def find_in(
+    collection: AsyncCollection[Doc],
+    field: str,
+    values: Iterable[str],
+    session: AsyncClientSession | None = None,
+    projection: Doc | None = None,
+    size: int = IN_SLICE,
+) -> list[Doc]:
+    """The documents whose `field` is one of `values`, in slices of `size`."""
+    wanted = sorted(set(values))
+    slices = [wanted[i : i + size] for i in range(0, len(wanted), size)]
+
+    async def one(part: list[str]) -> list[Doc]:
+        query = collection.find({field: {"$in": part}}, projection, session=session)
+        return [d async for d in query]
+
+    if session is not None:  # one session runs one operation at a time
+        return [d for part in slices for d in await one(part)]
+    return [d for found in await asyncio.gather(*map(one, slices)) for d in found]
 
 
 async def _inc(

@@ -2,9 +2,10 @@
 
 A dashboard reads the unit's roll-up and those of its children as the tree
 stood at the view's moment (the dated tree around the unit: its ancestors,
-what merged into it, what ever hung under it directly), plus the campaigns
-and documents its counters name: a few indexed queries, whatever the size of
-the subtree.
+what merged into it, what ever hung under it directly, kept in memory per
+tree version), plus the campaigns and documents its counters name: a few
+indexed queries, whatever the size of the subtree (README, "What one
+dashboard request reads").
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ from sotay_reporting.figures import (
     study_totals,
     usage_figures_dict,
 )
-from sotay_reporting.projections import CAMPAIGNS, META, PIECES, ROLLUPS
+from sotay_reporting.projections import CAMPAIGNS, META, PIECES, ROLLUPS, find_in
+
+# The rows a dashboard reads go in concurrent slices: fewer values per `$in` to check.
+ROW_SLICE = 32
 
 
 def level_label(level: str | None) -> str:
@@ -155,6 +159,7 @@ class UsageQueries:
         self.report_day = report_day
         self.cache_seconds = cache_seconds
         self._cache: dict[tuple[str, View], tuple[float, Rollup]] = {}
+        self._trees: dict[str, tuple[tuple[Any, Any], OrgTree]] = {}
 
     def view(self, kind: str = "live", month: str | None = None, today: date | None = None) -> View:
         return make_view(kind, month, today or datetime.now(TZ).date(), self.report_day)
@@ -165,28 +170,43 @@ class UsageQueries:
             raise NotFound(f"Không tìm thấy đơn vị có mã {unit_id}", field="unit")
         return doc
 
-    async def local_tree(self, unit_id: str) -> OrgTree:
-        """The unit, its ancestors ever, what merged into it, what ever hung under those."""
+    async def meta(self) -> Doc:
+        return await self.db[META].find_one({"_id": "usage"}) or {}
+
+    async def local_tree(self, unit_id: str, meta: Doc | None = None) -> OrgTree:
+        """The unit, its ancestors ever, what merged into it, what ever hung under those.
+
+        Kept in memory per tree version: the projection bumps `tree_version` in the
+        commit that changes the tree, so with any number of replicas a request never
+        uses a tree older than the version it read (and a reset changes the epoch)."""
+        meta = await self.meta() if meta is None else meta
+        version = (meta.get("tree_epoch"), meta.get("tree_version", 0))
+        hit = self._trees.get(unit_id)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        tree = await self._load_tree(unit_id)
+        self._trees[unit_id] = (version, tree)
+        if len(self._trees) > 1024:
+            self._trees.pop(next(iter(self._trees)))
+        return tree
+
+    async def _load_tree(self, unit_id: str) -> OrgTree:
         units = self.db[ORG_UNITS]
         docs = {d["_id"]: d async for d in units.find({"_id": unit_id})}
         lineage = {u for d in docs.values() for u in d.get("lineage") or []} - set(docs)
-        docs.update({d["_id"]: d async for d in units.find({"_id": {"$in": sorted(lineage)}})})
+        docs.update({d["_id"]: d for d in await find_in(units, "_id", lineage)})
         frontier, holders = [unit_id], [unit_id]
         while frontier:  # what merged into the unit, at any depth: its children hang there too
             found = [d async for d in units.find({"merged_into": {"$in": frontier}})]
             frontier = [d["_id"] for d in found if d["_id"] not in holders]
             holders += frontier
             docs.update({d["_id"]: d for d in found})
-        async for d in units.find({"parents.parent_id": {"$in": holders}}):
+        for d in await find_in(units, "parents.parent_id", holders):
             docs.setdefault(d["_id"], d)
         return OrgTree.from_docs(docs.values())
 
     async def last_event_at(self) -> datetime | None:
-        meta = await self.db[META].find_one({"_id": "usage"})
-        moment = meta.get("last_event_at") if meta else None
-        if isinstance(moment, datetime) and moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment
+        return _last_event_at(await self.meta())
 
     async def rollup(self, unit_id: str, view: View, trend_months: int = 12) -> Rollup:
         key = (unit_id, view)
@@ -202,15 +222,15 @@ class UsageQueries:
         return result
 
     async def _rollup(self, unit_id: str, view: View, trend_months: int) -> Rollup:
-        tree = await self.local_tree(unit_id)
+        meta = await self.meta()
+        tree = await self.local_tree(unit_id, meta)
         if tree.get(unit_id) is None:
             raise NotFound(f"Không tìm thấy đơn vị có mã {unit_id}", field="unit")
         at = None if view.kind == "live" else view.moment
         children = tree.children(unit_id, at) if tree.exists(unit_id, at) else []
-        docs = {
-            d["_id"]: d async for d in self.db[ROLLUPS].find({"_id": {"$in": [unit_id, *children]}})
-        }
-        parsed = {u: Parsed.of(docs.get(u)) for u in [unit_id, *children]}
+        ids = [unit_id, *children]
+        docs = {d["_id"]: d for d in await find_in(self.db[ROLLUPS], "_id", ids, size=ROW_SLICE)}
+        parsed = {u: Parsed.of(docs.get(u), activity=u == unit_id) for u in [unit_id, *children]}
         path = tree.path(unit_id, at) or tree.path(unit_id)
         campaigns = await self._campaigns(unit_id, path, parsed, view)
         latest = next((c for c in campaigns if c.unit in path), None)
@@ -252,7 +272,7 @@ class UsageQueries:
                 if (n := parsed[unit_id].month_flow(f, view))
             },
             computed_at=datetime.now(UTC),
-            last_event_at=await self.last_event_at(),
+            last_event_at=_last_event_at(meta),
             status=history.status(at) if history else "active",
         )
 
@@ -278,7 +298,8 @@ class UsageQueries:
         """Roll-ups of the units a campaign or a document was launched at, read once."""
         missing = sorted(set(units) - set(loaded))
         found = {
-            d["_id"]: Parsed.of(d) async for d in self.db[ROLLUPS].find({"_id": {"$in": missing}})
+            d["_id"]: Parsed.of(d, activity=False)
+            for d in await find_in(self.db[ROLLUPS], "_id", missing, size=ROW_SLICE)
         }
         return {u: loaded.get(u) or found.get(u) or Parsed.of(None) for u in units}
 
@@ -367,6 +388,11 @@ def _launched_by(doc: Doc, view: View, field_name: str = "launched_at") -> bool:
 
 def _closed_by(doc: Doc, view: View) -> bool:
     return _launched_by(doc, view, "closed_at")
+
+
+def _last_event_at(meta: Doc) -> datetime | None:
+    moment = meta.get("last_event_at")
+    return _aware(moment) if isinstance(moment, datetime) else None
 
 
 def _aware(moment: datetime) -> datetime:
