@@ -26,7 +26,7 @@ IMAGE_REGISTRY = "ghcr.io/sotay"
 
 # Settings a service reads that its manifest leaves to the code's default, on purpose.
 # ("*" for every service.) A setting missing from both the manifests and this list fails.
-ARGON2 = "RFC 9106's second recommendation, as in the code; only tests lower it"
+ARGON2 = "OWASP's argon2id cost (m=19 MiB, t=2, p=1), as in the code; only tests lower it"
 DEFAULTED = {
     ("identity", "SOTAY_ARGON2_TIME_COST"): ARGON2,
     ("identity", "SOTAY_ARGON2_MEMORY_KIB"): ARGON2,

@@ -4,6 +4,7 @@ identity is away; a temporary password allows nothing but changing it."""
 import asyncio
 import json
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -78,3 +79,42 @@ async def test_a_temporary_password_allows_only_changing_it() -> None:
         assert (await client.post("/me/password", headers=headers)).status_code == 200
         normal = {"Authorization": f"Bearer {issuer.issue('m1', [])}"}
         assert (await client.get("/me", headers=normal)).status_code == 200
+
+
+async def test_a_remembered_token_still_expires_on_time() -> None:
+    issuer = TokenIssuer.generate()
+    verifier = TokenVerifier(AuthSettings(), issuer.jwks())
+    token = issuer.issue("m1", [], ttl_seconds=1)
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first  # remembered, not verified again
+    await asyncio.sleep(max(0.0, first.claims["exp"] - time.time()) + 0.05)
+    with pytest.raises(Unauthorized, match="hết hạn"):
+        verifier.verify(token)
+
+
+async def test_a_withdrawn_key_ends_its_remembered_tokens(tmp_path: Path) -> None:
+    old, new = TokenIssuer.generate(kid="old"), TokenIssuer.generate(kid="new")
+    source = tmp_path / "jwks.json"
+    source.write_text(json.dumps({"keys": old.jwks()["keys"] + new.jwks()["keys"]}))
+    verifier = TokenVerifier(AuthSettings(jwks=str(source), jwks_min_refetch_seconds=0))
+    token = old.issue("m1", [])
+    assert (await verifier.verify_async(token)).subject == "m1"
+    source.write_text(json.dumps(new.jwks()))
+    await verifier.refresh(force=True)
+    with pytest.raises(Unauthorized):
+        await verifier.verify_async(token)
+    assert (await verifier.verify_async(new.issue("m2", []))).subject == "m2"
+
+
+def test_only_good_tokens_are_remembered_and_only_so_many() -> None:
+    issuer, stranger = TokenIssuer.generate(kid="k"), TokenIssuer.generate(kid="k")
+    verifier = TokenVerifier(AuthSettings(), issuer.jwks(), cache_size=3)
+    forged = stranger.issue("m0", [])
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            verifier.verify(forged)
+    tokens = [issuer.issue(f"m{n}", []) for n in range(5)]
+    for token in tokens:
+        verifier.verify(token)
+    assert len(verifier._verified) == 3
+    assert [verifier.verify(t).subject for t in tokens] == [f"m{n}" for n in range(5)]

@@ -7,6 +7,7 @@ A token carries grants: a role and the org unit whose subtree it covers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -156,10 +157,19 @@ class TokenVerifier:
     rotation), so a flood of forged key ids costs identity nothing. When the
     key is unknown and identity cannot be reached, the answer is a 503, not
     a 500 and not a 401 (the token may well be good).
+
+    A page of the web front sends the same token to several services, each
+    several times a minute: a token once verified is remembered, under its
+    SHA-256, until it expires (never longer) or the key set changes, at most
+    `cache_size` of them, the oldest forgotten first. Only good tokens are kept.
     """
 
-    def __init__(self, settings: AuthSettings, jwks: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, settings: AuthSettings, jwks: dict[str, Any] | None = None, cache_size: int = 10_000
+    ) -> None:
         self.settings = settings
+        self.cache_size = cache_size
+        self._verified: dict[bytes, tuple[float, Principal]] = {}
         self._keys: dict[str, PyJWK] = {}
         self._fetched_at = float("-inf")
         self._tried_at = float("-inf")
@@ -170,7 +180,10 @@ class TokenVerifier:
             self._fetched_at = time.monotonic()
 
     def _load(self, jwks: dict[str, Any]) -> None:
-        self._keys = {k.key_id: k for k in PyJWKSet.from_dict(jwks).keys if k.key_id}
+        keys = {k.key_id: k for k in PyJWKSet.from_dict(jwks).keys if k.key_id}
+        if {kid: k.key for kid, k in keys.items()} != {kid: k.key for kid, k in self._keys.items()}:
+            self._verified.clear()  # a withdrawn key's tokens must stop verifying at once
+        self._keys = keys
 
     async def refresh(self, *, force: bool = False) -> None:
         """Fetch the key set if it is stale (or, with `force`, unless fetched a moment ago)."""
@@ -220,6 +233,21 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Offline: only against keys already known (`verify_async` fetches them)."""
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(digest)
+        if known is not None:
+            if time.time() < known[0]:
+                return known[1]
+            del self._verified[digest]
+        principal = self._verify(token)
+        expires = principal.claims.get("exp")
+        if isinstance(expires, int | float) and self.cache_size > 0:
+            while len(self._verified) >= self.cache_size:
+                del self._verified[next(iter(self._verified))]
+            self._verified[digest] = (float(expires), principal)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self._keys.get(kid or "")

@@ -140,6 +140,8 @@ def main() -> None:
                         "127.0.0.1",
                         "--port",
                         str(port),
+                        "--timeout-keep-alive",
+                        "75",  # as in the images: longer than the web front's pool keeps one
                     ],
                     env=env,
                     stdout=log,

@@ -16,10 +16,10 @@ from typing import Any, Literal
 from sotay_events import (
     ClaimTaken,
     CommandContext,
+    ConcurrencyConflict,
     EventEnvelope,
     UnitOfWork,
     new_event_id,
-    retry_on_conflict,
 )
 from sotay_events.catalogue.identity import Gender, MemberStatus
 from sotay_events.catalogue.org_tree import OrgLevel, UnitMerged
@@ -635,11 +635,12 @@ class IdentityService:
             )
         assert owner and account
         await self.lockout.clear(login_key)
-        self._require_can_sign_in(await self.load(owner))
+        member = await self.load(owner)
+        self._require_can_sign_in(member)
         rehashed = None
         if self.passwords.needs_rehash(account["password_hash"]):
             rehashed = {**account, "password_hash": await self.passwords.hash(password)}
-        return await self._open_session(owner, account, rehashed)
+        return await self._open_session(member, account, rehashed)
 
     def _require_can_sign_in(self, member: Member) -> None:
         messages = {
@@ -653,20 +654,20 @@ class IdentityService:
         if not member.account_active:
             raise Forbidden("Tài khoản chưa được kích hoạt", code="account_inactive")
 
-    async def _open_session(self, member_id: str, account: Doc, rehashed: Doc | None) -> TokenPair:
+    async def _open_session(self, member: Member, account: Doc, rehashed: Doc | None) -> TokenPair:
         session_id = uuid.uuid4().hex
         refresh, refresh_hash = new_refresh_token(session_id)
         now = datetime.now(UTC)
         session = {
             "_id": session_id,
-            "member_id": member_id,
+            "member_id": member.id,
             "token_hash": refresh_hash,
             "prev_hash": None,
             "created_at": now,
             "expires_at": now + timedelta(seconds=self.refresh_ttl),
             "revoked_at": None,
         }
-        member = await self._signed_in(member_id, session, rehashed)
+        member = await self._signed_in(member, session, rehashed)
         must_change = bool(account.get("must_change_password"))
         return TokenPair(
             self._access_token(member.id, member.grants(), session_id, must_change),
@@ -677,18 +678,27 @@ class IdentityService:
             must_change,
         )
 
-    @retry_on_conflict(attempts=3)
-    async def _signed_in(self, member_id: str, session: Doc, rehashed: Doc | None) -> Member:
-        member = await self.load(member_id)
-        member.sign_in()
-        context = self._context(member.id, await self.path_of(member))
-        uow = self.storage.unit_of_work()
-        self.stage(uow, member, context)
-        uow.private(SESSIONS, session)
-        if rehashed:
-            uow.private(ACCOUNTS, rehashed)
-        await uow.commit(context)
-        return member
+    async def _signed_in(self, member: Member, session: Doc, rehashed: Doc | None) -> Member:
+        """Records the sign-in on the member read for the password check (a busy evening's
+        sign-ins read each stream once); read again only when another command moved it."""
+        for attempt in range(3):
+            if attempt:
+                member = await self.load(member.id)
+            member.sign_in()
+            context = self._context(member.id, await self.path_of(member))
+            uow = self.storage.unit_of_work()
+            self.stage(uow, member, context)
+            uow.private(SESSIONS, session)
+            if rehashed:
+                uow.private(ACCOUNTS, rehashed)
+            try:
+                await uow.commit(context)
+            except ConcurrencyConflict:
+                if attempt == 2:
+                    raise
+                continue
+            return member
+        raise AssertionError("unreachable")
 
     def _access_token(
         self, member_id: str, grants: list[Grant], session_id: str, must_change: bool

@@ -76,7 +76,7 @@ def write_key(directory: Path, kid: str) -> Path:
 class Passwords:
     """argon2id; hashing runs in a thread so the event loop keeps serving."""
 
-    def __init__(self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4) -> None:
+    def __init__(self, time_cost: int = 2, memory_kib: int = 19456, parallelism: int = 1) -> None:
         self.hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
         )

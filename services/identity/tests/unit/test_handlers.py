@@ -352,3 +352,26 @@ async def test_a_merge_moves_the_branchs_members_once(
         "system:org-tree-merge",
         envelope.event_id,
     )
+
+
+async def test_a_sign_in_racing_a_grant_reads_the_member_again(
+    service: IdentityService, principal: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sign-in records itself on the member it read for the password check; when a grant
+    lands in between, it reads the member again, and the token carries the new grant."""
+    member = await approved(service, principal)
+    path_of = service.path_of
+    raced: list[bool] = []
+
+    async def grant_first(of: Member | dict[str, str]) -> list[str]:
+        if isinstance(of, Member) and not raced:
+            raced.append(True)
+            await service.grant(
+                principal(Role.committee_admin, "HN.X"), member.id, "editor", "HN.X"
+            )
+        return await path_of(of)
+
+    monkeypatch.setattr(service, "path_of", grant_first)
+    tokens = await service.login("0912345678", PASSWORD)
+    caller = TokenVerifier(AuthSettings(), service.issuer.jwks()).verify(tokens.access_token)
+    assert raced and caller.has_role(Role.editor)

@@ -69,6 +69,9 @@ class Upstreams:
         limits = httpx.Limits(
             max_connections=settings.max_connections,
             max_keepalive_connections=settings.max_connections,
+            # Dropped here before the service drops it (uvicorn's 5 s by default, 75 s in
+            # the images): reusing a connection the service is closing resets the request.
+            keepalive_expiry=4.0,
         )
         self.clients = {
             name: httpx.AsyncClient(
