@@ -503,6 +503,15 @@ GRANTORS: dict[Role, frozenset[Role]] = {
     Role.editorial_reviewer: frozenset(
         {Role.committee_admin, Role.province_admin, Role.system_admin}
     ),
+    Role.organisation_department: frozenset(
+        {Role.committee_admin, Role.province_admin, Role.system_admin}
+    ),
+    Role.propaganda_department: frozenset(
+        {Role.committee_admin, Role.province_admin, Role.system_admin}
+    ),
+    Role.inspection_committee: frozenset(
+        {Role.committee_admin, Role.province_admin, Role.system_admin}
+    ),
     Role.province_admin: frozenset({Role.province_admin, Role.system_admin}),
     Role.central_office: frozenset({Role.system_admin}),
     Role.system_admin: frozenset({Role.system_admin}),
@@ -525,6 +534,10 @@ ROLE_LEVELS: dict[Role, frozenset[OrgLevel]] = {
     Role.system_admin: frozenset({OrgLevel.central}),
     Role.editor: frozenset(OrgLevel),
     Role.editorial_reviewer: frozenset(OrgLevel),
+    # A committee's departments answer feedback (feedback's routing); branches have none.
+    Role.organisation_department: frozenset(OrgLevel) - _BRANCHES,
+    Role.propaganda_department: frozenset(OrgLevel) - _BRANCHES,
+    Role.inspection_committee: frozenset(OrgLevel) - _BRANCHES,
 }
 BRANCH_ROLES = frozenset({Role.branch_secretary, Role.branch_committee_member})
 ROLE_LABELS = {
@@ -535,6 +548,9 @@ ROLE_LABELS = {
     Role.province_admin: "Quản trị cấp tỉnh",
     Role.editor: "Ban Biên tập",
     Role.editorial_reviewer: "Ban Biên tập (duyệt bài)",
+    Role.organisation_department: "Ban Tổ chức",
+    Role.propaganda_department: "Ban Tuyên giáo",
+    Role.inspection_committee: "Ủy ban Kiểm tra",
     Role.central_office: "Văn phòng Trung ương (chỉ xem)",
     Role.system_admin: "Quản trị hệ thống",
 }

@@ -217,12 +217,20 @@ async def test_grants_stay_within_the_granters_scope(
         await service.grant(principal(Role.system_admin, "TW"), member.id, "province_admin", "CB1")
     assert exc.value.field == "unit_id"
     await service.grant(secretary, member.id, "branch_committee_member", "CB1")
+    # A committee's department answers feedback at the committee, never at a branch.
+    await service.grant(commune_admin, member.id, "organisation_department", "HN.X")
+    with pytest.raises(RuleBroken) as exc:
+        await service.grant(commune_admin, member.id, "inspection_committee", "CB1")
+    assert exc.value.field == "unit_id"
+    with pytest.raises(Forbidden):
+        await service.grant(secretary, member.id, "propaganda_department", "HN.X")
     tokens = await service.login("0912345678", PASSWORD)
     claims = TokenVerifier(AuthSettings(), service.issuer.jwks()).verify(tokens.access_token)
     assert {(g.role, g.unit_id) for g in claims.grants} == {
         (Role.member, "CB1"),
         (Role.branch_secretary, "CB1"),
         (Role.branch_committee_member, "CB1"),
+        (Role.organisation_department, "HN.X"),
     }
     await service.revoke(commune_admin, member.id, "branch_secretary", "CB1")
     refreshed = await service.refresh(tokens.refresh_token)
