@@ -198,9 +198,16 @@ def now() -> float:
     return time.time()
 
 
+def month_label(value: str) -> str:
+    """`2026-12` as people write it: `12/2026`."""
+    year, _, month = str(value).partition("-")
+    return f"{month}/{year}" if month else str(value)
+
+
 def template_engine() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["csrf_field"] = csrf_field
+    templates.env.filters["month_label"] = month_label
     templates.env.filters.update(views.FILTERS)
     templates.env.globals.update(views.GLOBALS)
     return templates

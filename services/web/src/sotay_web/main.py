@@ -14,7 +14,17 @@ from redis.asyncio import Redis
 
 from sotay_platform.health import health_router
 from sotay_platform.telemetry import instrument_app, setup_logging, setup_tracing
-from sotay_web import auth, console, member, reading, secretary, study
+from sotay_web import (
+    answering,
+    auth,
+    campaigns,
+    console,
+    editorial,
+    member,
+    reading,
+    secretary,
+    study,
+)
 from sotay_web.core import (
     HERE,
     CsrfRejected,
@@ -104,7 +114,17 @@ def create_app(
     async def favicon() -> Response:
         return FileResponse(HERE / "static" / "icon-48.png", media_type="image/png")
 
-    for module in (auth, member, study, reading, secretary, console):
+    for module in (
+        auth,
+        member,
+        study,
+        reading,
+        secretary,
+        console,
+        campaigns,
+        editorial,
+        answering,
+    ):
         app.include_router(module.router)
 
     @app.middleware("http")

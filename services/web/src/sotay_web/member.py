@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -155,8 +155,33 @@ async def _meeting(request: Request, meeting_id: str) -> tuple[dict[str, Any], d
 
 @router.get("/hop/{meeting_id}")
 async def meeting(request: Request, meeting_id: str) -> Response:
+    from sotay_web.reading import titles
+
     meeting, mine = await _meeting(request, meeting_id)
-    return render(request, "meeting.html", meeting=meeting, mine=mine, **_window(meeting))
+    documents = await titles(request, meeting.get("document_ids") or [])
+    return render(
+        request,
+        "meeting.html",
+        meeting=meeting,
+        mine=mine,
+        documents=documents,
+        **_window(meeting),
+    )
+
+
+@router.post("/hop/{meeting_id}/bieu-quyet/{poll_id}")
+async def vote(request: Request, meeting_id: str, poll_id: str, form: Form) -> Response:
+    option = text(form, "option")
+    path = f"/meetings/{quote(meeting_id, safe='')}/polls/{quote(poll_id, safe='')}/votes"
+    try:
+        await api(request, "meetings", "POST", path, json={"option": option})
+    except Refused as exc:
+        meeting, mine = await _meeting(request, meeting_id)
+        return refused_page(
+            request, "meeting.html", exc, {}, meeting=meeting, mine=mine, **_window(meeting)
+        )
+    await _remember(request, meeting_id, **{f"voted_{poll_id}": option})
+    return await done(request, f"/hop/{meeting_id}", "Đã ghi nhận biểu quyết của đồng chí.")
 
 
 @router.post("/hop/{meeting_id}/xin-vang")
@@ -215,10 +240,24 @@ async def _recent(request: Request, meeting_id: str) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-async def _check_in(request: Request, meeting_id: str, code: str, typed_at: str) -> dict[str, Any]:
+def typed_moment(typed_at: str, sent_at: str, now: datetime) -> str | None:
+    """When an offline check-in's code was typed, for meetings to check the code at. The
+    phone's clock may be wrong; the time between typing and sending, measured by that same
+    clock, is not: so the moment is our clock minus that time. Without `sent_at` (or with a
+    value that does not parse) the phone's `typed_at` goes as it is, for meetings to judge."""
+    if not typed_at:
+        return None
+    typed, sent = views.parse_time(typed_at), views.parse_time(sent_at)
+    if typed is None or sent is None:
+        return typed_at
+    waited = max(sent - typed, timedelta(0))
+    return (now - waited).isoformat(timespec="milliseconds")
+
+
+async def _check_in(request: Request, meeting_id: str, code: str, form: FormData) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code}
+    typed_at = typed_moment(text(form, "typed_at"), text(form, "sent_at"), datetime.now(UTC))
     if typed_at:
-        # When the member typed it (the offline queue sends later): meetings may honour it.
         body["typed_at"] = typed_at
     answer: dict[str, Any] = await api(
         request, "meetings", "POST", f"/meetings/{quote(meeting_id, safe='')}/check-in", json=body
@@ -230,7 +269,7 @@ async def _check_in(request: Request, meeting_id: str, code: str, typed_at: str)
 async def check_in(request: Request, meeting_id: str, form: Form) -> Response:
     code = "".join(text(form, "code").split())
     try:
-        answer = await _check_in(request, meeting_id, code, text(form, "typed_at"))
+        answer = await _check_in(request, meeting_id, code, form)
     except Refused as exc:
         meeting, mine = await _meeting(request, meeting_id)
         return refused_page(

@@ -6,7 +6,10 @@ instead of failing, and the rest of the app works.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -15,8 +18,9 @@ from fastapi.responses import Response
 from markupsafe import Markup
 from starlette.datastructures import FormData
 
-from sotay_web.core import api, checked_form, done, refused_page, render, text, web
+from sotay_web.core import api, checked_form, done, refused_page, render, session_of, text, web
 from sotay_web.upstream import Refused, Unavailable
+from sotay_web.views import vn_date
 
 router = APIRouter()
 Form = Annotated[FormData, Depends(checked_form)]
@@ -86,6 +90,15 @@ async def library(request: Request) -> Response:
     if (off := missing(request, "content", "Văn bản đã lưu")) is not None:
         return off
     entries = await api(request, "content", "GET", "/library")
+    recent = await _recent_saves(request)
+    entries = [e for e in entries if recent.get(e["piece"]["piece_id"], True)]
+    listed = {e["piece"]["piece_id"] for e in entries}
+    for piece_id in [p for p, kept in recent.items() if kept and p not in listed]:
+        try:
+            found = await api(request, "content", "GET", f"/pieces/{q(piece_id)}")
+        except Refused:
+            continue  # withdrawn since
+        entries.insert(0, {"piece": found, "saved_on_label": vn_date(datetime.now(UTC))})
     return render(request, "library.html", entries=entries)
 
 
@@ -96,17 +109,59 @@ async def piece(request: Request, piece_id: str) -> Response:
     # Opening a piece is how content learns that the member read it (idempotent).
     found = await api(request, "content", "POST", f"/pieces/{q(piece_id)}/read")
     saved = {e["piece"]["piece_id"] for e in await api(request, "content", "GET", "/library")}
+    recent = await _recent_saves(request)
     # The body was sanitised by content (nh3) before it was stored; CSP forbids scripts anyway.
     body = Markup(found.get("body") or "")
-    return render(request, "piece.html", piece=found, body=body, saved=piece_id in saved)
+    return render(
+        request,
+        "piece.html",
+        piece=found,
+        body=body,
+        saved=recent.get(piece_id, piece_id in saved),
+    )
 
 
 @router.post("/van-ban/{piece_id}/luu")
 async def save(request: Request, piece_id: str, form: Form) -> Response:
     forget = text(form, "forget") == "1"
     await api(request, "content", "DELETE" if forget else "PUT", f"/library/{q(piece_id)}")
+    await _note_save(request, piece_id, not forget)
     message = "Đã bỏ khỏi văn bản đã lưu." if forget else "Đã lưu văn bản để đọc cả khi mất mạng."
     return await done(request, f"/van-ban/{piece_id}", message)
+
+
+def _saves_key(request: Request) -> str:
+    return f"web:recent-library:{session_of(request).sid}"
+
+
+async def _note_save(request: Request, piece_id: str, kept: bool) -> None:
+    """Read your own write: content's library is a projection and lags by seconds, so what
+    the member just saved or removed is shown from here for two minutes."""
+    redis = web(request).store.redis
+    raw = await redis.get(_saves_key(request))
+    recent = (json.loads(raw) if raw else {}) | {piece_id: kept}
+    await redis.set(_saves_key(request), json.dumps(recent), ex=120)
+
+
+async def _recent_saves(request: Request) -> dict[str, bool]:
+    raw = await web(request).store.redis.get(_saves_key(request))
+    return json.loads(raw) if raw else {}
+
+
+async def titles(request: Request, piece_ids: list[str]) -> dict[str, str]:
+    """Each document's title, for a meeting's list of documents; an id stays an id while
+    content is off or the piece is not readable by this person."""
+    if not piece_ids or not web(request).upstreams.has("content"):
+        return {}
+
+    async def one(piece_id: str) -> tuple[str, str]:
+        try:
+            found = await api(request, "content", "GET", f"/pieces/{q(piece_id)}")
+        except (Refused, Unavailable):
+            return piece_id, piece_id
+        return piece_id, str(found.get("title") or piece_id)
+
+    return dict(await asyncio.gather(*(one(p) for p in piece_ids[:30])))
 
 
 # Feedback -----------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from sotay_web.core import (
     signed_session,
     text,
 )
+from sotay_web.member import optional
+from sotay_web.reading import titles
 from sotay_web.sessions import ADMIN, SECRETARY
 from sotay_web.upstream import Refused
 
@@ -64,20 +66,26 @@ async def branches(request: Request) -> Response:
     return render(request, "branch_pick.html", units=units)
 
 
-@router.get("/chi-bo/{unit_id}")
-async def branch(request: Request, unit_id: str) -> Response:
-    await _unit(request, unit_id)
+async def _branch_context(request: Request, unit_id: str) -> dict[str, Any]:
     pending, meetings = await asyncio.gather(
         _maybe(api(request, "identity", "GET", "/registrations", params={"unit_id": unit_id})),
         api(request, "meetings", "GET", f"/units/{q(unit_id)}/meetings"),
     )
-    return render(
-        request,
-        "branch.html",
-        unit_id=unit_id,
-        pending=pending["items"] if pending else None,
-        meetings=meetings["meetings"],
+    items = pending["items"] if pending else None
+    # The list names the conflicting fields; the values are in each registration's record.
+    clashing = [m for m in items or [] if m.get("conflicts")]
+    records = await asyncio.gather(
+        *(api(request, "identity", "GET", f"/members/{q(m['member_id'])}") for m in clashing)
     )
+    for item, record in zip(clashing, records, strict=True):
+        item["personal"] = record.get("personal")
+    return {"unit_id": unit_id, "pending": items, "meetings": meetings["meetings"]}
+
+
+@router.get("/chi-bo/{unit_id}")
+async def branch(request: Request, unit_id: str) -> Response:
+    await _unit(request, unit_id)
+    return render(request, "branch.html", **await _branch_context(request, unit_id))
 
 
 async def _maybe(call: Any) -> Any:
@@ -97,13 +105,18 @@ async def decide_registration(
     await _unit(request, unit_id)
     approve = text(form, "decision") == "approve"
     path = f"/registrations/{q(member_id)}/{'approve' if approve else 'reject'}"
-    await api(
-        request,
-        "identity",
-        "POST",
-        path,
-        json=None if approve else {"reason": text(form, "reason")},
-    )
+    try:
+        await api(
+            request,
+            "identity",
+            "POST",
+            path,
+            json=None if approve else {"reason": text(form, "reason")},
+        )
+    except Refused as exc:
+        # E.g. approving while another member holds the phone: said above the list.
+        context = await _branch_context(request, unit_id)
+        return refused_page(request, "branch.html", exc, {}, **context)
     message = "Đã phê duyệt đăng ký." if approve else "Đã từ chối đăng ký."
     return await done(request, f"/chi-bo/{q(unit_id)}", message)
 
@@ -166,8 +179,15 @@ async def convene_form(request: Request, unit_id: str) -> Response:
         request,
         "convene.html",
         unit_id=unit_id,
+        documents=await _documents(request),
         values={"kind": "regular", "meeting_id": uuid.uuid4().hex},
     )
+
+
+async def _documents(request: Request) -> list[dict[str, Any]] | None:
+    """Published documents the secretary may attach to the invitation (None: content is off)."""
+    found = await optional(request, "content", "/feed", params={"limit": 30})
+    return [p for p in found if p.get("kind") != "news"] if found is not None else None
 
 
 def _local(value: str) -> str:
@@ -205,11 +225,19 @@ async def convene(request: Request, unit_id: str, form: Form) -> Response:
         "agenda": [line.strip() for line in values["agenda"].splitlines() if line.strip()],
         # The form's own id: submitting it twice convenes one meeting.
         "meeting_id": values["meeting_id"] or None,
+        "document_ids": [str(d) for d in dict.fromkeys(form.getlist("document_ids")) if d],
     }
     try:
         meeting = await api(request, "meetings", "POST", "/meetings", json=body)
     except Refused as exc:
-        return refused_page(request, "convene.html", exc, values, unit_id=unit_id)
+        return refused_page(
+            request,
+            "convene.html",
+            exc,
+            values | {"document_ids": body["document_ids"]},
+            unit_id=unit_id,
+            documents=await _documents(request),
+        )
     return await done(
         request, f"/chi-bo/hop/{q(meeting['meeting_id'])}", "Đã gửi giấy mời họp tới các đảng viên."
     )
@@ -227,10 +255,11 @@ async def _names(request: Request, unit_id: str) -> dict[str, str]:
 async def room(request: Request, meeting_id: str) -> Response:
     meeting = await api(request, "meetings", "GET", f"/meetings/{q(meeting_id)}")
     await _unit(request, meeting["unit_id"])
-    stats, names, code = await asyncio.gather(
+    stats, names, code, documents = await asyncio.gather(
         api(request, "meetings", "GET", f"/meetings/{q(meeting_id)}/statistics"),
         _names(request, meeting["unit_id"]),
         _code(request, meeting),
+        titles(request, meeting.get("document_ids") or []),
     )
     return render(
         request,
@@ -239,6 +268,7 @@ async def room(request: Request, meeting_id: str) -> Response:
         stats=stats,
         names=names,
         code=code,
+        documents=documents,
         grades=GRADES,
         values={"minutes": "", "question": ""},
     )
@@ -276,6 +306,16 @@ async def room_figures(request: Request, meeting_id: str) -> Response:
             "code": code["code"] if code else None,
             "valid_until": code["valid_until_display"] if code else None,
             "qr_svg": code["qr_svg"] if code else None,
+            # Meetings keeps a vote's tally secret while it is open: it shows once closed.
+            "polls": [
+                {
+                    "poll_id": p["poll_id"],
+                    "status": "đang mở" if p["status"] == "open" else "đã đóng",
+                    "tally": p.get("tally"),
+                    "voters": p.get("voters"),
+                }
+                for p in meeting.get("polls") or []
+            ],
         },
         headers={"Cache-Control": "no-store"},
     )
@@ -356,3 +396,68 @@ async def room_action(request: Request, meeting_id: str, form: Form) -> Response
             grades=GRADES,
         )
     return await done(request, f"/chi-bo/hop/{q(meeting_id)}", ACTIONS[action])
+
+
+# Reflections ---------------------------------------------------------------------------
+
+VERDICTS = {"đạt": "Đạt", "chưa đạt": "Chưa đạt, cần nộp lại"}
+
+
+async def _reflections(request: Request, unit_id: str) -> list[dict[str, Any]]:
+    """The branch's campaigns, each with the reflections waiting for the secretary's review."""
+    campaigns = await api(request, "learning", "GET", "/campaigns", params={"unit_id": unit_id})
+    waiting = await asyncio.gather(
+        *(
+            api(
+                request,
+                "learning",
+                "GET",
+                f"/campaigns/{q(c['campaign_id'])}/reflections",
+                params={"branch_id": unit_id, "status": "submitted"},
+            )
+            for c in campaigns
+        )
+    )
+    return [c | {"reflections": r} for c, r in zip(campaigns, waiting, strict=True)]
+
+
+@router.get("/chi-bo/{unit_id}/thu-hoach")
+async def reflections(request: Request, unit_id: str) -> Response:
+    await _unit(request, unit_id)
+    found = await _reflections(request, unit_id)
+    return render(
+        request,
+        "branch_reflections.html",
+        unit_id=unit_id,
+        campaigns=found,
+        verdicts=VERDICTS,
+    )
+
+
+@router.post("/chi-bo/{unit_id}/thu-hoach/{campaign_id}/{member_id}")
+async def review_reflection(
+    request: Request, unit_id: str, campaign_id: str, member_id: str, form: Form
+) -> Response:
+    await _unit(request, unit_id)
+    verdict, comment = text(form, "verdict"), text(form, "comment")
+    try:
+        await api(
+            request,
+            "learning",
+            "POST",
+            f"/campaigns/{q(campaign_id)}/reflections/{q(member_id)}/review",
+            json={"verdict": verdict, "comment": comment},
+        )
+    except Refused as exc:
+        found = await _reflections(request, unit_id)
+        return refused_page(
+            request,
+            "branch_reflections.html",
+            exc,
+            {"comment": comment},
+            unit_id=unit_id,
+            campaigns=found,
+            verdicts=VERDICTS,
+        )
+    message = "Đã nhận xét: " + VERDICTS.get(verdict, verdict).lower() + "."
+    return await done(request, f"/chi-bo/{q(unit_id)}/thu-hoach", message)

@@ -47,6 +47,13 @@ MATERIAL_KINDS = {
 
 CAMPAIGN_STATUS = {"open": "Đang học", "expired": "Đã hết hạn", "closed": "Đã đóng"}
 
+# A registration's field whose value another member already holds (identity's `conflicts`).
+CONFLICT_LABELS = {
+    "phone": "số điện thoại",
+    "citizen_id": "số định danh cá nhân",
+    "party_card_no": "số thẻ đảng viên",
+}
+
 LEVEL_LABELS = {
     "central": "Trung ương",
     "province": "Đảng bộ tỉnh, thành phố",
@@ -154,6 +161,7 @@ GLOBALS = {
     "REFLECTION_STATUS": REFLECTION_STATUS,
     "MATERIAL_KINDS": MATERIAL_KINDS,
     "CAMPAIGN_STATUS": CAMPAIGN_STATUS,
+    "CONFLICT_LABELS": CONFLICT_LABELS,
     "LEVEL_LABELS": LEVEL_LABELS,
     "role_label": role_label,
 }

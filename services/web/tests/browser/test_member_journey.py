@@ -92,7 +92,7 @@ def test_member_evening(platform: Platform, seeded: dict[str, Any], browser_cont
     page.remove_listener("response", count)
 
     # Ask leave for the regular meeting.
-    page.click("text=Xem 2 cuộc họp khác")
+    page.click("text=/Xem \\d+ cuộc họp khác/")  # other tests may convene more
     check_page(page, "05-meetings", seen)
     page.click("text=Sinh hoạt chi bộ thường kỳ tháng 12/2026")
     assert "Nhà văn hóa thôn Phú Lộc" in page.inner_text("main")

@@ -39,6 +39,12 @@
     });
   }
   function queued() { return tx("readonly", function (s) { return s.getAll(); }); }
+  // Both moments by this phone's clock: the web front trusts only their difference (a phone's
+  // clock may be wrong), and meetings checks the code at now minus that difference.
+  function stamp(item) {
+    if (!item.typed) return [];
+    return [["typed_at", new Date(item.typed).toISOString()], ["sent_at", new Date().toISOString()]];
+  }
   var flushing = false;
   function flush() {
     if (flushing || !navigator.onLine) return;
@@ -49,7 +55,7 @@
           return fetch(item.action, {
             method: "POST", credentials: "same-origin",
             headers: { "X-Sotay-Fetch": "1", "Content-Type": "application/x-www-form-urlencoded" },
-            body: new URLSearchParams(item.fields).toString()
+            body: new URLSearchParams(item.fields.concat(stamp(item))).toString()
           }).then(function (r) {
             return r.json().catch(function () { return {}; }).then(function (answer) {
               if (r.status >= 500) return; // kept: tried again later
@@ -63,21 +69,18 @@
     }).catch(function () {}).then(function () { flushing = false; });
   }
   document.querySelectorAll("form[data-queue]").forEach(function (form) {
+    // A check-in code counts at the moment it was typed, not when the network came back.
+    var typed = null;
+    if (form.hasAttribute("data-typed-at")) form.addEventListener("input", function () { typed = Date.now(); });
     form.addEventListener("submit", function (e) {
+      if (navigator.onLine) return; // an ordinary submit: the service's clock is the moment
+      e.preventDefault();
       var fields = [];
       new FormData(form).forEach(function (v, k) { fields.push([k, String(v)]); });
-      if (form.hasAttribute("data-typed-at")) fields.push(["typed_at", new Date().toISOString()]);
-      if (navigator.onLine) {
-        if (form.hasAttribute("data-typed-at")) {
-          var t = document.createElement("input");
-          t.type = "hidden"; t.name = "typed_at"; t.value = new Date().toISOString();
-          form.appendChild(t);
-        }
-        return; // an ordinary submit
-      }
-      e.preventDefault();
       var label = form.getAttribute("data-queue");
-      tx("readwrite", function (s) { return s.add({ action: form.action, fields: fields, label: label }); })
+      var item = { action: form.action, fields: fields, label: label };
+      if (form.hasAttribute("data-typed-at")) item.typed = typed || Date.now();
+      tx("readwrite", function (s) { return s.add(item); })
         .then(function () { show(label + ": đang chờ gửi. Máy sẽ tự gửi khi có mạng trở lại.", false); });
     });
   });
@@ -136,6 +139,15 @@
           });
           var img = root.querySelector("img[data-qr]");
           if (img && data.qr_svg && img.src !== data.qr_svg) img.src = data.qr_svg;
+          (data.polls || []).forEach(function (p) {
+            var box = document.querySelector('[data-poll="' + p.poll_id + '"]');
+            if (!box) return;
+            box.querySelector("[data-poll-status]").textContent = p.status;
+            var tally = box.querySelector("[data-poll-tally]");
+            if (!p.tally || !tally) return;
+            tally.textContent = "";
+            Object.keys(p.tally).forEach(function (o) { var li = document.createElement("li"); li.textContent = o + ": " + p.tally[o]; tally.appendChild(li); });
+          });
           var list = root.querySelector("[data-present-list]");
           if (list && data.present_names) {
             list.textContent = "";

@@ -1,7 +1,8 @@
-// Sổ tay service worker: the shell (style, script, icons, the offline page) and the pages a
+// Sổ tay service worker (bump SHELL when app.js or app.css change: the shell is served from
+// the cache first): the shell (style, script, icons, the offline page) and the pages a
 // member saved for reading offline. Other pages are personal and never cached.
 "use strict";
-var SHELL = "sotay-shell-v1", SAVED = "sotay-saved";
+var SHELL = "sotay-shell-v2", SAVED = "sotay-saved";
 var FILES = ["/static/app.css", "/static/app.js", "/static/icon-48.png", "/static/icon-192.png", "/static/offline.html", "/manifest.webmanifest"];
 self.addEventListener("install", function (e) {
   e.waitUntil(caches.open(SHELL).then(function (c) { return c.addAll(FILES); }).then(function () { return self.skipWaiting(); }));
