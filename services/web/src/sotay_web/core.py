@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,26 @@ def refused_page(
         values=values or {},
         **context,
     )
+
+
+OWN_WRITES_SECONDS = 120
+
+
+async def remember_own_writes(request: Request, topic: str, facts: dict[str, Any]) -> None:
+    """Read your own write: the services' lists are projections and lag by seconds, so what
+    this session just did (and the service accepted) is kept for two minutes, merged into
+    what was noted under `topic` before, and laid over what the lists answer meanwhile."""
+    key = f"web:own:{session_of(request).sid}:{topic}"
+    redis = web(request).store.redis
+    raw = await redis.get(key)
+    merged = (json.loads(raw) if raw else {}) | facts
+    await redis.set(key, json.dumps(merged, default=str), ex=OWN_WRITES_SECONDS)
+
+
+async def own_writes(request: Request, topic: str) -> dict[str, Any]:
+    raw = await web(request).store.redis.get(f"web:own:{session_of(request).sid}:{topic}")
+    found: dict[str, Any] = json.loads(raw) if raw else {}
+    return found
 
 
 async def done(request: Request, location: str, message: str) -> Response:

@@ -11,7 +11,6 @@ approval of a piece the viewer wrote. Content checks all of it again.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import uuid
 from datetime import datetime
@@ -29,11 +28,11 @@ from sotay_web.core import (
     api,
     checked_form,
     done,
+    own_writes,
+    remember_own_writes,
     render,
-    session_of,
     signed_session,
     text,
-    web,
 )
 from sotay_web.sessions import Session
 from sotay_web.upstream import Refused
@@ -201,7 +200,7 @@ async def create_piece(request: Request, form: Form) -> Response:
     }
     try:
         piece = await api(request, "content", "POST", "/pieces", json=body)
-        await _note(request, piece)
+        await remember_own_writes(request, f"piece:{piece['piece_id']}", piece)
     except Refused as exc:
         return render(
             request,
@@ -221,20 +220,10 @@ async def create_piece(request: Request, form: Form) -> Response:
     )
 
 
-def _note_key(request: Request, piece_id: str) -> str:
-    return f"web:piece:{session_of(request).sid}:{piece_id}"
-
-
-async def _note(request: Request, piece: dict[str, Any]) -> None:
-    """The piece as the command left it (content answers from the aggregate), shown until
-    content's read model has caught up: the board does not see its last step undone."""
-    key = _note_key(request, piece["piece_id"])
-    await web(request).store.redis.set(key, json.dumps(piece, default=str), ex=120)
-
-
 async def _current(request: Request, piece_id: str) -> dict[str, Any]:
-    raw = await web(request).store.redis.get(_note_key(request, piece_id))
-    noted = json.loads(raw) if raw else None
+    # The piece as the last command left it (content answers from the aggregate), shown
+    # until content's read model has caught up: the board does not see its last step undone.
+    noted = await own_writes(request, f"piece:{piece_id}") or None
     try:
         found: dict[str, Any] = await api(request, "content", "GET", f"/pieces/{q(piece_id)}")
     except Refused as exc:
@@ -332,7 +321,7 @@ async def piece_action(request: Request, piece_id: str, form: Form) -> Response:
             message = "Đã thu hồi bài."
         else:
             raise Denied("Thao tác không hợp lệ.")
-        await _note(request, piece)
+        await remember_own_writes(request, f"piece:{piece['piece_id']}", piece)
     except Refused as exc:
         errors = form_errors(exc)
         values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf"}

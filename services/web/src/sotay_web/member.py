@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,7 +17,9 @@ from sotay_web.core import (
     api,
     checked_form,
     done,
+    own_writes,
     refused_page,
+    remember_own_writes,
     render,
     session_of,
     signed_session,
@@ -148,7 +149,7 @@ async def _meeting(request: Request, meeting_id: str) -> tuple[dict[str, Any], d
     mine: dict[str, Any] = next(
         (i for i in inbox["invitations"] if i["meeting_id"] == meeting_id), {}
     )
-    recent = await _recent(request, meeting_id)
+    recent = await own_writes(request, f"meeting:{meeting_id}")
     mine = {**recent, **{k: v for k, v in mine.items() if v}, "member_id": session.member_id}
     return meeting, mine
 
@@ -180,7 +181,7 @@ async def vote(request: Request, meeting_id: str, poll_id: str, form: Form) -> R
         return refused_page(
             request, "meeting.html", exc, {}, meeting=meeting, mine=mine, **_window(meeting)
         )
-    await _remember(request, meeting_id, **{f"voted_{poll_id}": option})
+    await remember_own_writes(request, f"meeting:{meeting_id}", {f"voted_{poll_id}": option})
     return await done(request, f"/hop/{meeting_id}", "Đã ghi nhận biểu quyết của đồng chí.")
 
 
@@ -211,33 +212,11 @@ async def ask_leave(request: Request, meeting_id: str, form: Form) -> Response:
             mine=mine,
             **_window(meeting),
         )
-    await _remember(request, meeting_id, absence={"status": answer.get("status"), "reason": reason})
+    absence = {"status": answer.get("status"), "reason": reason}
+    await remember_own_writes(request, f"meeting:{meeting_id}", {"absence": absence})
     return await done(
         request, f"/hop/{meeting_id}", answer.get("message") or "Đã gửi đơn xin vắng họp."
     )
-
-
-def _recent_key(request: Request, meeting_id: str) -> str:
-    return f"web:recent:{session_of(request).sid}:{meeting_id}"
-
-
-async def _remember(request: Request, meeting_id: str, **facts: Any) -> None:
-    """Read your own write: the inbox is a projection and lags by seconds, so what the member
-    just did (and the service accepted) is shown from here until the inbox has it."""
-    from sotay_web.core import web
-
-    key = _recent_key(request, meeting_id)
-    redis = web(request).store.redis
-    raw = await redis.get(key)
-    merged = (json.loads(raw) if raw else {}) | facts
-    await redis.set(key, json.dumps(merged), ex=120)
-
-
-async def _recent(request: Request, meeting_id: str) -> dict[str, Any]:
-    from sotay_web.core import web
-
-    raw = await web(request).store.redis.get(_recent_key(request, meeting_id))
-    return json.loads(raw) if raw else {}
 
 
 def typed_moment(typed_at: str, sent_at: str, now: datetime) -> str | None:
@@ -281,7 +260,7 @@ async def check_in(request: Request, meeting_id: str, form: Form) -> Response:
             mine=mine,
             checkin_open=True,
         )
-    await _remember(request, meeting_id, checked_in=True)
+    await remember_own_writes(request, f"meeting:{meeting_id}", {"checked_in": True})
     return await done(request, f"/hop/{meeting_id}", answer.get("message") or "Đã điểm danh.")
 
 

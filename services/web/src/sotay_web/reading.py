@@ -7,7 +7,6 @@ instead of failing, and the rest of the app works.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -18,7 +17,17 @@ from fastapi.responses import Response
 from markupsafe import Markup
 from starlette.datastructures import FormData
 
-from sotay_web.core import api, checked_form, done, refused_page, render, session_of, text, web
+from sotay_web.core import (
+    api,
+    checked_form,
+    done,
+    own_writes,
+    refused_page,
+    remember_own_writes,
+    render,
+    text,
+    web,
+)
 from sotay_web.upstream import Refused, Unavailable
 from sotay_web.views import vn_date
 
@@ -90,7 +99,7 @@ async def library(request: Request) -> Response:
     if (off := missing(request, "content", "Văn bản đã lưu")) is not None:
         return off
     entries = await api(request, "content", "GET", "/library")
-    recent = await _recent_saves(request)
+    recent = await own_writes(request, "library")
     entries = [e for e in entries if recent.get(e["piece"]["piece_id"], True)]
     listed = {e["piece"]["piece_id"] for e in entries}
     for piece_id in [p for p, kept in recent.items() if kept and p not in listed]:
@@ -109,7 +118,7 @@ async def piece(request: Request, piece_id: str) -> Response:
     # Opening a piece is how content learns that the member read it (idempotent).
     found = await api(request, "content", "POST", f"/pieces/{q(piece_id)}/read")
     saved = {e["piece"]["piece_id"] for e in await api(request, "content", "GET", "/library")}
-    recent = await _recent_saves(request)
+    recent = await own_writes(request, "library")
     # The body was sanitised by content (nh3) before it was stored; CSP forbids scripts anyway.
     body = Markup(found.get("body") or "")
     return render(
@@ -125,27 +134,9 @@ async def piece(request: Request, piece_id: str) -> Response:
 async def save(request: Request, piece_id: str, form: Form) -> Response:
     forget = text(form, "forget") == "1"
     await api(request, "content", "DELETE" if forget else "PUT", f"/library/{q(piece_id)}")
-    await _note_save(request, piece_id, not forget)
+    await remember_own_writes(request, "library", {piece_id: not forget})
     message = "Đã bỏ khỏi văn bản đã lưu." if forget else "Đã lưu văn bản để đọc cả khi mất mạng."
     return await done(request, f"/van-ban/{piece_id}", message)
-
-
-def _saves_key(request: Request) -> str:
-    return f"web:recent-library:{session_of(request).sid}"
-
-
-async def _note_save(request: Request, piece_id: str, kept: bool) -> None:
-    """Read your own write: content's library is a projection and lags by seconds, so what
-    the member just saved or removed is shown from here for two minutes."""
-    redis = web(request).store.redis
-    raw = await redis.get(_saves_key(request))
-    recent = (json.loads(raw) if raw else {}) | {piece_id: kept}
-    await redis.set(_saves_key(request), json.dumps(recent), ex=120)
-
-
-async def _recent_saves(request: Request) -> dict[str, bool]:
-    raw = await web(request).store.redis.get(_saves_key(request))
-    return json.loads(raw) if raw else {}
 
 
 async def titles(request: Request, piece_ids: list[str]) -> dict[str, str]:

@@ -22,7 +22,9 @@ from sotay_web.core import (
     api,
     checked_form,
     done,
+    own_writes,
     refused_page,
+    remember_own_writes,
     render,
     signed_session,
     text,
@@ -418,7 +420,12 @@ async def _reflections(request: Request, unit_id: str) -> list[dict[str, Any]]:
             for c in campaigns
         )
     )
-    return [c | {"reflections": r} for c, r in zip(campaigns, waiting, strict=True)]
+    reviewed = await own_writes(request, f"reflections:{unit_id}")
+    return [
+        c
+        | {"reflections": [x for x in r if f"{c['campaign_id']}/{x['member_id']}" not in reviewed]}
+        for c, r in zip(campaigns, waiting, strict=True)
+    ]
 
 
 @router.get("/chi-bo/{unit_id}/thu-hoach")
@@ -459,5 +466,9 @@ async def review_reflection(
             campaigns=found,
             verdicts=VERDICTS,
         )
+    # Learning's list lags by seconds: the one just reviewed is not offered again meanwhile.
+    await remember_own_writes(
+        request, f"reflections:{unit_id}", {f"{campaign_id}/{member_id}": verdict}
+    )
     message = "Đã nhận xét: " + VERDICTS.get(verdict, verdict).lower() + "."
     return await done(request, f"/chi-bo/{q(unit_id)}/thu-hoach", message)
