@@ -177,14 +177,47 @@ def span_exporter() -> InMemorySpanExporter:
     return _spans
 
 
+class EventHistory:
+    """Envelopes as the producing services would make them: each stream's versions from 1."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, int] = {}
+        self.envelopes: list[EventEnvelope] = []
+
+    def make(
+        self,
+        event: DomainEvent,
+        aggregate_id: str,
+        at: datetime | None = None,
+        org_path: Sequence[str] = (),
+    ) -> EventEnvelope:
+        stream = f"{event.aggregate_type}-{aggregate_id}"
+        self.versions[stream] = self.versions.get(stream, 0) + 1
+        envelope = EventEnvelope(
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            aggregate_type=event.aggregate_type,
+            aggregate_id=aggregate_id,
+            aggregate_version=self.versions[stream],
+            occurred_at=at or datetime.now(UTC),
+            org_path=tuple(org_path),
+            actor="test",
+            payload=event.model_dump(mode="json"),
+        )
+        self.envelopes.append(envelope)
+        return envelope
+
+
 class EventFeed:
-    """Publishes other services' facts on their topics as those services would:
-    enveloped, keyed by aggregate, each stream's versions counted from 1."""
+    """Publishes other services' facts on their topics as those services would."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.versions: dict[str, int] = {}
-        self.published: list[EventEnvelope] = []
+        self.history = EventHistory()
+
+    @property
+    def published(self) -> list[EventEnvelope]:
+        return self.history.envelopes
 
     async def send(
         self,
@@ -196,21 +229,8 @@ class EventFeed:
     ) -> EventEnvelope:
         runtime = self.app.state.runtime
         await runtime.broker_started.wait()  # the broker starts in the background
-        stream = f"{event.aggregate_type}-{aggregate_id}"
-        self.versions[stream] = self.versions.get(stream, 0) + 1
-        envelope = EventEnvelope(
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            aggregate_type=event.aggregate_type,
-            aggregate_id=aggregate_id,
-            aggregate_version=self.versions[stream],
-            org_path=tuple(org_path),
-            occurred_at=occurred_at or datetime.now(UTC),
-            actor="test",
-            payload=event.model_dump(mode="json"),
-        )
+        envelope = self.history.make(event, aggregate_id, occurred_at, org_path)
         await runtime.broker.publish(envelope.to_bytes(), topic, key=aggregate_id.encode())
-        self.published.append(envelope)
         return envelope
 
     async def org_tree(

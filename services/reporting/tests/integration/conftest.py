@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,6 +14,7 @@ from sotay_events import DomainEvent, EventEnvelope
 from sotay_events.outbox import headers_of
 from sotay_platform.auth import Grant, Role, TokenIssuer
 from sotay_platform.settings import AuthSettings, InfraSettings
+from sotay_platform.testing import EventHistory
 from sotay_reporting.main import create_app
 from sotay_reporting.settings import ReportingSettings
 
@@ -59,31 +59,8 @@ def bearer(token_issuer: TokenIssuer) -> Callable[..., dict[str, str]]:
     return make
 
 
-class History:
+class History(EventHistory):
     """Envelopes as the producing services would publish them, with their versions."""
-
-    def __init__(self) -> None:
-        self.versions: dict[tuple[str, str], int] = {}
-        self.envelopes: list[EventEnvelope] = []
-
-    def make(
-        self, event: DomainEvent, aggregate_id: str, at: datetime, org_path: tuple[str, ...] = ()
-    ) -> EventEnvelope:
-        key = (event.aggregate_type, aggregate_id)
-        self.versions[key] = self.versions.get(key, 0) + 1
-        envelope = EventEnvelope(
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            aggregate_type=event.aggregate_type,
-            aggregate_id=aggregate_id,
-            aggregate_version=self.versions[key],
-            occurred_at=at,
-            org_path=org_path,
-            actor="test",
-            payload=event.model_dump(mode="json"),
-        )
-        self.envelopes.append(envelope)
-        return envelope
 
     async def publish(self, app: FastAPI, envelopes: list[EventEnvelope]) -> None:
         """As the producing service's relay would: keyed by aggregate, routing headers."""
