@@ -31,6 +31,10 @@ DEFAULTED = {
     ("identity", "SOTAY_ARGON2_TIME_COST"): ARGON2,
     ("identity", "SOTAY_ARGON2_MEMORY_KIB"): ARGON2,
     ("identity", "SOTAY_ARGON2_PARALLELISM"): ARGON2,
+    (
+        "reporting",
+        "SOTAY_REPORT_CLOCK_AHEAD_DAYS",
+    ): "0 in every cluster; only browser tests move it",
 }
 # Environment variables that are no setting but serve the manifest itself.
 HELPER_ENV = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
@@ -43,7 +44,10 @@ def create_app(
     runtime.startup_hooks.append(lambda: usage.create_indexes(runtime.db))
 
     queries = UsageQueries(runtime.db, settings.report_day, settings.cache_seconds)
-    reports = ReportService(runtime.store, queries, settings.report_day)
+    ahead = timedelta(days=settings.report_clock_ahead_days)
+    reports = ReportService(
+        runtime.store, queries, settings.report_day, clock=lambda: datetime.now(UTC) + ahead
+    )
     publisher = UsagePublisher(runtime.store, runtime.db, queries, settings.usage_levels)
 
     if settings.usage_publish_interval > 0:

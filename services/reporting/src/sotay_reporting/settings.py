@@ -11,6 +11,9 @@ class ReportingSettings(ServiceSettings):
     # The day of the month the usage report is due (seed 004: the 25th). Figures are
     # bucketed around it: changing it takes a rebuild of the usage projection.
     report_day: int = Field(25, ge=1, le=28)
+    # Days the report service's clock runs ahead of real time: 0 in every cluster; the web
+    # front's browser tests set it so this month's report can be issued on units made today.
+    report_clock_ahead_days: int = Field(0, ge=0, le=60)
     # Seconds a computed roll-up is served from memory (0: always fresh).
     cache_seconds: float = 5.0
     # Usage stream: publish every N seconds (0: only on request) for units of these levels.

@@ -47,8 +47,9 @@ SERVICES = {
     "learning": "sotay_learning.main:create_app",
     "content": "sotay_content.main:create_app",
     "feedback": "sotay_feedback.main:create_app",
-    # Its report clock runs ahead (reporting_later.py), so this month's report can be issued.
-    "reporting": "reporting_later:create_app",
+    # Its report clock runs 28 days ahead (SOTAY_REPORT_CLOCK_AHEAD_DAYS), past this
+    # month's report day, so this month's report can be issued on units created today.
+    "reporting": "sotay_reporting.main:create_app",
 }
 HERE = Path(__file__).resolve().parent
 
@@ -75,13 +76,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def shim_env(name: str, env: dict[str, str]) -> dict[str, str]:
-    """The reporting shim lives beside this file."""
-    if name != "reporting":
-        return {}
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)}
 
 
 def wait_live(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
@@ -182,6 +176,7 @@ def platform(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -> 
         # code typed offline go stale within a minute instead of two.
         "SOTAY_CHECKIN_CODE_STEP_SECONDS": "20",
         "SOTAY_CHECKIN_LINK_BASE": f"{urls['web']}/diem-danh",
+        "SOTAY_REPORT_CLOCK_AHEAD_DAYS": "28",
         "SOTAY_LOG_LEVEL": "WARNING",
         **{f"SOTAY_WEB_{name.upper()}_URL": urls[name] for name in SERVICES},
         "SOTAY_WEB_ENABLED": json.dumps(list(SERVICES)),
@@ -221,7 +216,7 @@ def platform(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -> 
                 ],
                 env={**env, "SOTAY_DATABASE": f"web_{name}_{unique}"} | web_env
                 if name == "web"
-                else {**env, "SOTAY_DATABASE": f"web_{name}_{unique}"} | shim_env(name, env),
+                else {**env, "SOTAY_DATABASE": f"web_{name}_{unique}"},
                 stdout=log.open("wb"),
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
