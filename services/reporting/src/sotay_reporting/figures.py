@@ -42,7 +42,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -219,18 +219,18 @@ class Tally:
     def nonzero(self) -> dict[str, dict[str, float | int]]:
         out: dict[str, dict[str, float | int]] = {}
         for unit, keys in self.by_unit.items():
-            kept = {k: _number(n) for k, n in keys.items() if n}
+            kept = {k: plain_number(n) for k, n in keys.items() if n}
             if kept:
                 out[unit] = kept
         return out
 
 
-def _number(n: float) -> float | int:
+def plain_number(n: float) -> float | int:
     return int(n) if float(n).is_integer() else n
 
 
 def strip_zeros(doc: Mapping[str, Any]) -> Doc:
-    """A counters document without the zeros `$inc` leaves behind: for comparisons."""
+    """A counters document without its zeros (an older `$inc` left them): for comparisons."""
     return {k: v for k, v in doc.items() if k != "_id" and v}
 
 
@@ -406,6 +406,22 @@ def met_flags(regular_a: float, regular_b: float) -> tuple[int, int]:
 # ---------------------------------------------------------------- reading a roll-up
 
 
+_LEVEL, _FLOW, _CORRECTION, _SEEN = 0, 1, 2, 3
+_KINDS = {"L": _LEVEL, "F": _FLOW, "G": _CORRECTION}
+
+
+@lru_cache(maxsize=1 << 16)
+def _key_meaning(key: str) -> tuple[int, str, int, date | None] | None:
+    """(kind, figure, period, day) of a counter's key; None for what is not a counter."""
+    if key.startswith("S" + SEP):
+        return _SEEN, "", 0, date(int(key[2:6]), int(key[6:8]), int(key[8:10]))
+    kind = _KINDS.get(key[:1])
+    if kind is None or key[1:2] != SEP:
+        return None
+    figure, _, p = key[2:].rpartition(SEP)
+    return kind, figure, int(p), None
+
+
 @dataclass
 class Parsed:
     levels: dict[str, dict[int, float]]
@@ -417,27 +433,30 @@ class Parsed:
     def of(cls, doc: Mapping[str, Any] | None, activity: bool = True) -> Parsed:
         """A roll-up document's counters; `activity` False skips the per-type event counts
         (`F|e:…`, only the unit's own activity table reads them). On the dashboard's path:
-        one pass, a key is unique per figure and period."""
+        one pass, a key is unique per figure and period, and a key's meaning is parsed
+        once per process (the children of a unit share their keys)."""
         levels: dict[str, dict[int, float]] = {}
         flows: dict[str, dict[int, float]] = {}
         corrections: dict[str, dict[int, float]] = {}
         seen: dict[date, float] = {}
-        targets = {"L": levels, "F": flows, "G": corrections}
+        targets = (levels, flows, corrections)
         for key, value in (doc or {}).items():
-            if not value or key == "_id":
+            if not value:
                 continue
-            kind = key[0]
-            if kind == "S":
-                seen[date(int(key[2:6]), int(key[6:8]), int(key[8:10]))] = float(value)
+            meaning = _key_meaning(key)
+            if meaning is None:
                 continue
-            target = targets.get(kind)
-            if target is None or (not activity and key.startswith("e:", 2)):
+            kind, figure, p, day = meaning
+            if day is not None:
+                seen[day] = float(value)
                 continue
-            figure, _, p = key[2:].rpartition(SEP)
+            if not activity and kind == _FLOW and figure.startswith("e:"):
+                continue
+            target = targets[kind]
             periods = target.get(figure)
             if periods is None:
                 periods = target[figure] = {}
-            periods[int(p)] = float(value)
+            periods[p] = float(value)
         return cls(levels, flows, corrections, seen)
 
     def level(self, figure: str, p: int) -> float:
