@@ -239,6 +239,21 @@ class RosterOut(BaseModel):
     items: list[MemberOut]
 
 
+class OfficerOut(BaseModel):
+    member_id: str
+    full_name: str
+    roles: list[RoleOut] = Field(description="the roles held at this unit")
+
+
+class OfficeOut(BaseModel):
+    unit_id: str
+    items: list[OfficerOut]
+
+
+class OfficersOut(BaseModel):
+    items: list[OfficerOut]
+
+
 class TokensOut(BaseModel):
     access_token: str
     token_type: Literal["Bearer"]
@@ -417,6 +432,26 @@ async def roster(
         offset=offset,
         limit=limit,
     )
+
+
+@router.get("/units/{unit_id}/office", tags=["roles"], response_model=OfficeOut)
+async def unit_office(unit_id: Code, caller: Caller, svc: Service) -> dict[str, Any]:
+    """Who holds a role at the unit itself, with those roles (at most 200): for the unit's
+    officers and those above them, to hand a piece of work to a colleague. Public fields
+    only."""
+    return await svc.office(caller, unit_id)
+
+
+@router.get("/officers", tags=["roles"], response_model=OfficersOut)
+async def officers(
+    caller: Caller,
+    svc: Service,
+    member_id: Annotated[list[Code], Query(min_length=1, max_length=50)],
+) -> dict[str, Any]:
+    """Names and roles of the asked members that hold a role on a unit the caller works
+    over (for an officer: who wrote a piece, who holds a feedback item); the others are
+    left out. Public fields only."""
+    return await svc.officers(caller, member_id)
 
 
 @router.get(

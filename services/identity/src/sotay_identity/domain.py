@@ -59,6 +59,8 @@ MANAGERS = frozenset({Role.branch_secretary}) | ADMIN_ROLES
 PERSONAL_READERS = MANAGERS
 # Who may list a unit's members (public fields only).
 ROSTER_READERS = MANAGERS | {Role.branch_committee_member}
+# Who may see who holds a role at a unit (to hand work to a colleague): an officer over it.
+OFFICE_READERS = frozenset(Role) - {Role.member}
 
 GENDER_LABELS = {Gender.male: "Nam", Gender.female: "Nữ", Gender.other: "Khác"}
 STATUS_LABELS = {

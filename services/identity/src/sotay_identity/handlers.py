@@ -27,6 +27,7 @@ from sotay_identity.domain import (
     GENDER_LABELS,
     GRANTORS,
     MANAGERS,
+    OFFICE_READERS,
     PERSONAL_READERS,
     RECORD_KINDS,
     ROLE_LABELS,
@@ -441,6 +442,50 @@ class IdentityService:
             for item in items:
                 item["conflicts"] = found.get(item["member_id"], [])
         return {"unit_id": unit_id, "total": total, "offset": offset, "items": items}
+
+    async def office(self, principal: Principal, unit_id: str, limit: int = 200) -> Doc:
+        """Who holds a role at the unit itself (its secretary, its office, its departments,
+        its editors), with those roles: public fields only, for the unit's officers and
+        those above them."""
+        unit = await self.tree.get(unit_id)
+        if unit is None:
+            raise NotFound(f"Không tìm thấy đơn vị có mã {unit_id}", field="unit_id")
+        principal.require(OFFICE_READERS, unit["path"])
+        rows = await self.storage.role_holders(unit_id, limit)
+        items = [
+            {
+                "member_id": r["_id"],
+                "full_name": r["full_name"],
+                "roles": [
+                    {**g, "label": ROLE_LABELS.get(Role(g["role"]), g["role"])}
+                    for g in r["roles"]
+                    if g["unit_id"] == unit_id
+                ],
+            }
+            for r in rows
+        ]
+        return {"unit_id": unit_id, "items": items}
+
+    async def officers(self, principal: Principal, member_ids: Sequence[str]) -> Doc:
+        """The names and roles of the given members that hold a role on a unit the caller
+        works over, as an officer: who wrote a piece, who holds a piece of work. Anyone
+        else asked for is left out, so the answer says nothing about other members."""
+        if not principal.has_role(*OFFICE_READERS):
+            raise Forbidden("Chỉ cán bộ có vai trò tại một đơn vị mới xem được danh sách này")
+        items = []
+        for member_id in dict.fromkeys(member_ids):
+            row = await self.storage.member_row(member_id)
+            shown = []
+            for grant in row["roles"] if row else []:
+                unit = await self.tree.get(grant["unit_id"])
+                if unit is not None and principal.covers(OFFICE_READERS, unit["path"]):
+                    label = ROLE_LABELS.get(Role(grant["role"]), grant["role"])
+                    shown.append({**grant, "label": label})
+            if row is not None and shown:
+                items.append(
+                    {"member_id": member_id, "full_name": row["full_name"], "roles": shown}
+                )
+        return {"items": items}
 
     # changes -----------------------------------------------------------------
 

@@ -88,6 +88,7 @@ class Storage(Protocol):
     async def count_in(
         self, branch_ids: Sequence[str], states: Sequence[str] = (), status: str | None = None
     ) -> int: ...
+    async def role_holders(self, unit_id: str, limit: int) -> list[Doc]: ...
     async def personal(self, member_id: str) -> PersonalData | None: ...
     async def personal_many(self, member_ids: Sequence[str]) -> dict[str, PersonalData]: ...
     async def account(self, member_id: str) -> Doc | None: ...
@@ -133,6 +134,7 @@ class MongoStorage:
             [("branch_id", ASCENDING), ("state", ASCENDING), ("sort_key", ASCENDING)]
         )
         await self.db[MEMBERS].create_index([("party_card_no", ASCENDING)])
+        await self.db[MEMBERS].create_index([("roles.unit_id", ASCENDING)])
         await self.db[SESSIONS].create_index([("member_id", ASCENDING)])
         await self.db[CLAIMS].create_index([("owner", ASCENDING)])
 
@@ -176,6 +178,14 @@ class MongoStorage:
         self, branch_ids: Sequence[str], states: Sequence[str] = (), status: str | None = None
     ) -> int:
         return await self.db[MEMBERS].count_documents(_query(branch_ids, states, status))
+
+    async def role_holders(self, unit_id: str, limit: int) -> list[Doc]:
+        cursor = (
+            self.db[MEMBERS]
+            .find({"roles.unit_id": unit_id})
+            .sort([("sort_key", ASCENDING), ("_id", ASCENDING)])
+        )
+        return await cursor.limit(limit).to_list()
 
     async def personal(self, member_id: str) -> PersonalData | None:
         doc = await self.db[PERSONAL].find_one({"_id": member_id})
@@ -293,6 +303,13 @@ class MemoryStorage:
         self, branch_ids: Sequence[str], states: Sequence[str] = (), status: str | None = None
     ) -> int:
         return len(await self.members_in(branch_ids, states=states, status=status))
+
+    async def role_holders(self, unit_id: str, limit: int) -> list[Doc]:
+        rows = sorted(
+            (d for d in self._rows().values() if any(r["unit_id"] == unit_id for r in d["roles"])),
+            key=lambda d: (d["sort_key"], d["_id"]),
+        )
+        return rows[:limit]
 
     async def personal(self, member_id: str) -> PersonalData | None:
         doc = self._private(PERSONAL).get(member_id)

@@ -136,6 +136,51 @@ async def test_roles_are_granted_only_within_scope(world: World) -> None:
     assert r.status_code == 200 and r.json()["roles"] == []
 
 
+async def test_a_units_office_is_listed_for_its_officers_only(world: World) -> None:
+    """Who holds a role at a unit, for handing work to a colleague: names and roles there,
+    nothing personal; a plain member, another province or a forged token sees nothing."""
+    client = world.client
+    member_id, data = await world.member("CB1")
+    commune = world.headers(Role.committee_admin, "HN.X")
+    r = await client.post(
+        f"/members/{member_id}/roles",
+        json={"role": "branch_secretary", "unit_id": world.u("CB1")},
+        headers=commune,
+    )
+    assert r.status_code == 200
+    r = await client.get(f"/units/{world.u('CB1')}/office", headers=commune)
+    assert r.status_code == 200, r.text
+    [officer] = r.json()["items"]
+    assert officer["member_id"] == member_id
+    assert officer["full_name"] == data["full_name"]
+    assert [g["role"] for g in officer["roles"]] == ["branch_secretary"]
+    assert officer["roles"][0]["label"]
+    assert set(officer) == {"member_id", "full_name", "roles"}
+    r = await client.get(f"/units/{world.u('CB2')}/office", headers=commune)
+    assert r.status_code == 200 and r.json()["items"] == []
+    for headers in (
+        world.headers(Role.member, "CB1"),
+        world.headers(Role.province_admin, "HP"),
+        {"Authorization": "Bearer forged.token.here"},
+        {},
+    ):
+        r = await client.get(f"/units/{world.u('CB1')}/office", headers=headers)
+        assert r.status_code in (401, 403), r.text
+    r = await client.get(f"/units/{world.u('NOPE')}/office", headers=commune)
+    assert r.status_code == 404 and r.json()["field"] == "unit_id"
+    plain_id, _ = await world.member("CB1")
+    asked = {"member_id": [member_id, plain_id, "nobody"]}
+    r = await client.get("/officers", params=asked, headers=commune)
+    assert r.status_code == 200, r.text
+    assert [o["member_id"] for o in r.json()["items"]] == [member_id]  # only role holders
+    r = await client.get("/officers", params=asked, headers=world.headers(Role.editor, "HP"))
+    assert r.status_code == 200 and r.json()["items"] == []  # not over that unit
+    r = await client.get("/officers", params=asked, headers=world.headers(Role.member, "CB1"))
+    assert r.status_code == 403
+    r = await client.get("/officers", params={"member_id": ["x"] * 51}, headers=commune)
+    assert r.status_code == 422 and r.json()["field"] == "member_id"
+
+
 async def test_a_key_directory_rotates_without_logging_anyone_out(
     infra: InfraSettings, auth_settings: AuthSettings, tmp_path: Path
 ) -> None:

@@ -15,7 +15,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from sotay_web.core import Denied, api, checked_form, done, render, signed_session, text
+from sotay_web.core import (
+    Denied,
+    api,
+    checked_form,
+    done,
+    officer_names,
+    render,
+    signed_session,
+    text,
+)
 from sotay_web.sessions import Session
 from sotay_web.upstream import Refused
 
@@ -123,11 +132,33 @@ async def queue(request: Request, unit_id: str, body: str, trang_thai: str = "op
         request,
         "answer_queue.html",
         queue=found,
+        names=await officer_names(request, (i.get("assignee") for i in found.get("items") or [])),
         counts=counts,
         state=trang_thai,
         states=STATES,
         subjects=SUBJECTS,
     )
+
+
+async def _colleagues(request: Request, unit_id: str, me: str) -> list[dict[str, str]]:
+    """Who else holds a role at the unit holding the item, to hand it to by name; empty
+    when identity does not show them to this officer (the code is typed then)."""
+    if not unit_id:
+        return []
+    try:
+        office = await api(request, "identity", "GET", f"/units/{q(unit_id)}/office")
+    except Refused as exc:
+        if exc.status in (403, 404):
+            return []
+        raise
+    return [
+        {
+            "member_id": o["member_id"],
+            "label": f"{o['full_name']} ({', '.join(r['label'] for r in o['roles'])})",
+        }
+        for o in office.get("items") or []
+        if o["member_id"] != me
+    ]
 
 
 async def _item_page(
@@ -136,11 +167,17 @@ async def _item_page(
     session = await _answerer(request)
     item = await api(request, "feedback", "GET", f"/feedback/{q(feedback_id)}")
     holder = item.get("holder") or {}
+    names, colleagues = await asyncio.gather(
+        officer_names(request, [item.get("assignee")]),
+        _colleagues(request, str(holder.get("unit_id") or ""), session.member_id or ""),
+    )
     return render(
         request,
         "answer_item.html",
         status_code,
         item=item,
+        names=names,
+        colleagues=colleagues,
         open=item.get("state") in OPEN,
         forwards=forward_choices(holder.get("body", "")),
         me=session.member_id or "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,21 @@ async def api(
             request.state.session_ended = True
             raise Redirect(SIGN_IN_PAGE) from None
         raise
+
+
+async def officer_names(request: Request, member_ids: Iterable[str | None]) -> dict[str, str]:
+    """The full names of the officers a page shows (who wrote a piece, who holds an item),
+    as identity lets this viewer see them; anyone else keeps their code."""
+    wanted = sorted({m for m in member_ids if m})[:50]  # identity answers up to 50 at once
+    if not wanted:
+        return {}
+    try:
+        found = await api(request, "identity", "GET", "/officers", params={"member_id": wanted})
+    except Refused as exc:
+        if exc.status == 403:
+            return {}
+        raise
+    return {o["member_id"]: o["full_name"] for o in found.get("items") or []}
 
 
 async def checked_form(request: Request) -> FormData:

@@ -28,6 +28,7 @@ from sotay_web.core import (
     api,
     checked_form,
     done,
+    officer_names,
     own_writes,
     remember_own_writes,
     render,
@@ -146,6 +147,12 @@ async def desk(request: Request) -> Response:
         ),
     )
     mine = list({p["piece_id"]: p for found in drafts for p in found}.values())
+    authors, units = await asyncio.gather(
+        officer_names(
+            request, (p.get("author_id") for p in queue if p.get("author_id") != session.member_id)
+        ),
+        _unit_names(request, sorted({p["unit_id"] for p in queue})),
+    )
     return render(
         request,
         "editorial_desk.html",
@@ -154,6 +161,8 @@ async def desk(request: Request) -> Response:
         editors=editors,
         reviewers=reviewers,
         me=session.member_id,
+        authors=authors,
+        units=units,
     )
 
 

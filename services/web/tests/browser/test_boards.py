@@ -81,6 +81,8 @@ def test_editor_submits_and_reviewer_publishes(
         return reviewer.locator(f"a[href='/bien-tap/bai/{piece_id}']").count() > 0
 
     wait(queued, timeout=30)
+    row = reviewer.locator("tr", has=reviewer.locator(f"a[href='/bien-tap/bai/{piece_id}']"))
+    assert "Đặng Thu Trang" in row.inner_text()  # the author by name, not by code
     violations["desk"] = axe_violations(reviewer)
     shoot(reviewer, "62-editorial-queue")
     reviewer.click(f"a[href='/bien-tap/bai/{piece_id}']")
@@ -117,6 +119,14 @@ def test_answering_body_assigns_forwards_and_answers(
     )
     asker = staff(
         seeded, 93, "Phan Thị Mai", "0912000014", [], gender="Nữ", branch_id=boards_branch
+    )
+    colleague = staff(
+        seeded,
+        92,
+        "Đoàn Văn Tư",
+        "0912000015",
+        [("organisation_department", "QNG.BS")],
+        branch_id=boards_branch,
     )
     violations: dict[str, Any] = {}
     feedback = platform.api(
@@ -158,6 +168,16 @@ def test_answering_body_assigns_forwards_and_answers(
     body.set_viewport_size({"width": 768, "height": 1024})  # a tablet
     shoot(body, "75-answer-item-tablet")
     body.set_viewport_size({"width": 1366, "height": 768})
+    # Handed to a colleague of the committee, picked by name and role, not typed as a code.
+    body.select_option("#assign-assignee", colleague["member_id"])
+    body.click("#giao-khac button")
+    assert "Đã phân công" in body.inner_text("[role=status]")
+
+    def handed() -> bool:
+        body.reload()
+        return "Đoàn Văn Tư" in body.inner_text("dl")
+
+    wait(handed, timeout=30)
     body.click("#phan-cong button")
     assert "Đã phân công" in body.inner_text("[role=status]")
     # Forwarding needs a reason: the refusal comes back next to the field.
