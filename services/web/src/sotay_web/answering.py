@@ -24,6 +24,7 @@ from sotay_web.core import (
     render,
     signed_session,
     text,
+    unit_names,
 )
 from sotay_web.sessions import Session
 from sotay_web.upstream import Refused
@@ -114,8 +115,10 @@ async def queues(request: Request) -> Response:
             return {"unit_id": unit, "body": body, "refused": exc.message}
         return found | {"items": found.get("items", [])[:3]}
 
-    found = await asyncio.gather(*(one(u, b) for u, b in pairs))
-    return render(request, "answer_queues.html", queues=found, bodies=BODIES)
+    found, units = await asyncio.gather(
+        asyncio.gather(*(one(u, b) for u, b in pairs)), unit_names(request, (u for u, _ in pairs))
+    )
+    return render(request, "answer_queues.html", queues=found, bodies=BODIES, units=units)
 
 
 @router.get("/tra-loi/hang-doi/{unit_id}/{body}")
@@ -128,11 +131,17 @@ async def queue(request: Request, unit_id: str, body: str, trang_thai: str = "op
     )
     counts = found.get("counts") or {}
     counts = {"open": sum(int(counts.get(s, 0)) for s in OPEN), **counts}
+    items = found.get("items") or []
+    names, units = await asyncio.gather(
+        officer_names(request, (i.get("assignee") for i in items)),
+        unit_names(request, [unit_id, *(i.get("branch_id") for i in items)]),
+    )
     return render(
         request,
         "answer_queue.html",
         queue=found,
-        names=await officer_names(request, (i.get("assignee") for i in found.get("items") or [])),
+        names=names,
+        units=units,
         counts=counts,
         state=trang_thai,
         states=STATES,
@@ -167,9 +176,10 @@ async def _item_page(
     session = await _answerer(request)
     item = await api(request, "feedback", "GET", f"/feedback/{q(feedback_id)}")
     holder = item.get("holder") or {}
-    names, colleagues = await asyncio.gather(
+    names, colleagues, units = await asyncio.gather(
         officer_names(request, [item.get("assignee")]),
         _colleagues(request, str(holder.get("unit_id") or ""), session.member_id or ""),
+        unit_names(request, [holder.get("unit_id"), item.get("branch_id")]),
     )
     return render(
         request,
@@ -178,6 +188,7 @@ async def _item_page(
         item=item,
         names=names,
         colleagues=colleagues,
+        units=units,
         open=item.get("state") in OPEN,
         forwards=forward_choices(holder.get("body", "")),
         me=session.member_id or "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable
@@ -134,6 +135,22 @@ async def officer_names(request: Request, member_ids: Iterable[str | None]) -> d
             return {}
         raise
     return {o["member_id"]: o["full_name"] for o in found.get("items") or []}
+
+
+async def unit_names(request: Request, codes: Iterable[str | None]) -> dict[str, str]:
+    """The names of the units a page shows; a unit org-tree does not show keeps its code."""
+    wanted = sorted({c for c in codes if c})
+
+    async def one(code: str) -> tuple[str, str]:
+        try:
+            found = await api(request, "orgtree", "GET", f"/units/{quote(code, safe='')}")
+        except Refused as exc:
+            if exc.status in (403, 404, 422):
+                return code, code
+            raise
+        return code, str(found.get("name") or code)
+
+    return dict(await asyncio.gather(*map(one, wanted)))
 
 
 async def checked_form(request: Request) -> FormData:

@@ -34,6 +34,7 @@ from sotay_web.core import (
     render,
     signed_session,
     text,
+    unit_names,
 )
 from sotay_web.sessions import Session
 from sotay_web.upstream import Refused
@@ -151,7 +152,7 @@ async def desk(request: Request) -> Response:
         officer_names(
             request, (p.get("author_id") for p in queue if p.get("author_id") != session.member_id)
         ),
-        _unit_names(request, sorted({p["unit_id"] for p in queue})),
+        unit_names(request, sorted({p["unit_id"] for p in queue})),
     )
     return render(
         request,
@@ -164,11 +165,6 @@ async def desk(request: Request) -> Response:
         authors=authors,
         units=units,
     )
-
-
-async def _unit_names(request: Request, codes: list[str]) -> dict[str, str]:
-    found = await asyncio.gather(*(api(request, "orgtree", "GET", f"/units/{q(c)}") for c in codes))
-    return {u["code"]: u["name"] for u in found}
 
 
 async def _nothing() -> list[Any]:
@@ -190,7 +186,7 @@ async def new_piece(request: Request) -> Response:
         "editorial_edit.html",
         mode="new",
         values=_new_values() | {"unit_id": editors[0]},
-        units=await _unit_names(request, editors),
+        units=await unit_names(request, editors),
         kinds=KINDS,
         classifications=CLASSIFICATIONS,
         party=PARTY_DOCUMENTS,
@@ -219,7 +215,7 @@ async def create_piece(request: Request, form: Form) -> Response:
             values={k: v for k, v in form.items() if isinstance(v, str)},
             errors=form_errors(exc),
             error=None if exc.field_errors() else exc.message,
-            units=await _unit_names(request, editors),
+            units=await unit_names(request, editors),
             kinds=KINDS,
             classifications=CLASSIFICATIONS,
             party=PARTY_DOCUMENTS,
