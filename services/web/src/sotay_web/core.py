@@ -131,7 +131,7 @@ async def officer_names(request: Request, member_ids: Iterable[str | None]) -> d
     try:
         found = await api(request, "identity", "GET", "/officers", params={"member_id": wanted})
     except Refused as exc:
-        if exc.status == 403:
+        if exc.status in (403, 422):  # not an officer; an assignee typed as no valid code
             return {}
         raise
     return {o["member_id"]: o["full_name"] for o in found.get("items") or []}

@@ -235,9 +235,13 @@ def platform(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -> 
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
-    """Makes a fresh phone-sized Chromium profile; all are closed at the end."""
+    """Makes a fresh phone-sized Chromium profile; all are closed at the module's end.
+
+    Per module, not per session: Playwright's sync API keeps an event loop running in
+    this thread while it is started, and an asyncio test run after it in the same
+    process (another package's, in any order) could not start its own."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
