@@ -338,9 +338,9 @@ class Demo:
 
     def members(self) -> None:
         identity = self.admin("identity")
-        identity.until("GET", f"/members?unit_id={self.branches[-1][0]}&limit=1")
-        for branch, _ in self.branches:
-            rows = identity("GET", "/members", params={"unit_id": branch, "limit": 500})["items"]
+        for branch, _ in self.branches:  # each: their tree events travel on different partitions
+            found = identity.until("GET", "/members", params={"unit_id": branch, "limit": 500})
+            rows = found["items"]
             self.existing |= {r["party_card_no"]: r for r in rows if r.get("party_card_no")}
         # The secretary and two members per branch have accounts. The names come from one
         # seeded generator, drawn in this order on every run: a second run finds the same.
